@@ -1,0 +1,7 @@
+"""Make `lensflow` importable whether or not it is pip-installed (it lives in workflow/)."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
