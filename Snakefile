@@ -1,0 +1,30 @@
+# lensflow: ExpertLens and Learned Feedback Patterns as one Snakemake workflow.
+# Run the embedded default with `snakemake --cores 2`; paper scale with
+# `snakemake --configfile config/paper.yaml --cores 8 --resources gpu=1` (see README.md).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The embedded default, unless configs are given with --configfile: those replace it rather than
+# being merged into it (a merge would add the offline models to paper.yaml's registry).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+# common.smk validates the config (workflow/schemas/config.schema.yaml) before any rule is defined.
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/activations.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

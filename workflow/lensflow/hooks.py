@@ -1,0 +1,52 @@
+"""Capturing module inputs/outputs by name pattern, with hooks that are always removed."""
+
+from __future__ import annotations
+
+import fnmatch
+from contextlib import contextmanager
+
+import torch
+
+
+class NoModuleMatched(ValueError):
+    """A module pattern that matches nothing in the model; the message lists what exists."""
+
+
+def match_modules(model: torch.nn.Module, patterns: list[str]) -> list[str]:
+    """Names of modules matching any fnmatch pattern, in the model's own (execution-like) order."""
+    names = [n for n, _ in model.named_modules() if n]
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(n, pat) for n in names):
+            sample = ", ".join(names[:12])
+            raise NoModuleMatched(f"module pattern {pat!r} matches no module (names look like: {sample}, ...)")
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def _first_tensor(x):
+    """Modules return a tensor or a tuple whose first element is the hidden state."""
+    return x[0] if isinstance(x, (tuple, list)) else x
+
+
+@contextmanager
+def capture(model: torch.nn.Module, names: list[str], hook: str = "output"):
+    """Yield a dict that each forward fills with {name: tensor [batch, pos, d]}.
+
+    hook="output" records what the module returns, hook="input" its first positional input
+    (e.g. `*.mlp.down_proj` input = the MLP's hidden activations). The handles are removed in a
+    finally block, so a failing forward never leaves hooks behind on a model that is reused.
+    """
+    modules = dict(model.named_modules())
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for name in names:
+            if hook == "output":
+                fn = lambda mod, args, out, name=name: store.__setitem__(name, _first_tensor(out).detach())
+                handles.append(modules[name].register_forward_hook(fn))
+            else:
+                fn = lambda mod, args, name=name: store.__setitem__(name, _first_tensor(args).detach())
+                handles.append(modules[name].register_forward_pre_hook(fn))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,47 @@
+"""Run-time plumbing shared by every script: device choice, seeding, logging to the rule's log."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def pick_device(gpu: int | float | bool = 0) -> torch.device:
+    """CUDA when the job was given a GPU (resources: gpu) and CUDA exists, else CPU."""
+    if gpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; CPU kernels are then deterministic run to run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup_logging(log_path: str | None) -> logging.Logger:
+    """Log to the rule's `log:` file (and stderr) with timestamps; returns the 'lensflow' logger."""
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    log = logging.getLogger("lensflow")
+
+    def log_uncaught(kind, value, tb):  # the rule's log then holds the error that failed it
+        log.error("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+
+    sys.excepthook = log_uncaught
+    return log
+
+
+def export_pythonpath(folder: str) -> None:
+    """Prepend `folder` to PYTHONPATH so every job Snakemake starts (locally or via SLURM) finds lensflow."""
+    import os
+
+    parts = [folder, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != folder]]
+    os.environ["PYTHONPATH"] = os.pathsep.join(parts)

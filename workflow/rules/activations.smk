@@ -1,0 +1,33 @@
+# The shared activation cache: a model run over a text table, chosen modules written to Parquet.
+# ExpertLens asks it for max-pooled responses, LFP for per-token MLP outputs.
+
+
+rule cache_activations:
+    input:
+        model=lambda wc: model_dir(wc.model),
+        texts=lambda wc: corpus_path(wc.corpus),
+    output:
+        "results/activations/{model}/{corpus}/{cache}.parquet",
+    log:
+        "results/logs/activations/{model}/{corpus}/{cache}.log",
+    benchmark:
+        "results/benchmarks/activations/{model}/{corpus}/{cache}.tsv"
+    wildcard_constraints:
+        cache=registry_choice(ACT["caches"]) if ACT["caches"] else "[^/]+",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+        mem_mb=job_resources("gpu_job")["mem_mb"],
+        runtime=job_resources("gpu_job")["runtime"],
+    params:
+        model=lambda wc: wc.model,
+        corpus=lambda wc: wc.corpus,
+        spec=lambda wc: ACT["caches"][wc.cache],
+        batch_size=ACT["batch_size"],
+        max_length=ACT["max_length"],
+        bf16_autocast=ACT["bf16_autocast"],
+        rows_per_group=ACT["rows_per_group"],
+        seed=config["seed"],
+    script:
+        "../scripts/cache_activations.py"
