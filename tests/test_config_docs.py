@@ -127,7 +127,7 @@ def test_an_undocumented_new_key_is_caught(schema, readme):
     changed = copy.deepcopy(schema)
     changed["properties"]["fake_top"] = {"type": "integer"}
     changed["definitions"]["dataset"]["properties"]["fake_data_key"] = {"type": "string"}
-    changed["definitions"]["job_resources"]["properties"]["fake_gpus"] = {"type": "integer"}
+    changed["properties"]["resources"]["properties"]["gpu_job"]["properties"]["fake_gpus"] = {"type": "integer"}
     targets = changed["properties"]["activations"]["properties"]["targets"]
     targets["items"]["properties"]["fake_target_key"] = {"type": "string"}
     changed["properties"]["activations"]["properties"]["fake_registry"] = {
@@ -139,7 +139,6 @@ def test_an_undocumented_new_key_is_caught(schema, readme):
         "fake_top",
         "data.<name>.fake_data_key",
         "resources.gpu_job.fake_gpus",
-        "resources.cpu_job.fake_gpus",
         "activations.targets[].fake_target_key",
         "activations.fake_registry",
         "activations.fake_registry.<name>",

@@ -56,6 +56,28 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"key '{_key(path)}': {error.message}"
 
 
+# Keys that mean something only for some sources: given elsewhere they would be silently ignored.
+SOURCE_ONLY = {
+    "models": {"id": {"hub"}, "revision": {"hub"}, "checkpoints": {"hub"}, "path": {"local"},
+               "package": {"gguf_package"}, "file": {"gguf_package"}, "assemble": {"gguf_package"}},
+    "data": {"id": {"hub"}, "revision": {"hub"}, "split": {"hub"}, "config_name": {"hub"},
+             "path": {"local", "package"}, "package": {"package"}},
+}
+
+
+def inapplicable_keys(cfg: dict):
+    """Yield messages for keys set on a registry entry whose source does not use them."""
+    for registry, rules in SOURCE_ONLY.items():
+        for name, spec in cfg[registry].items():
+            for key, sources in rules.items():
+                if key in spec and spec["source"] not in sources:
+                    yield f"key '{registry}.{name}.{key}': only used with source {' or '.join(sorted(sources))}, not {spec['source']}"
+        if registry == "data":
+            for name, spec in cfg[registry].items():
+                if "keep_labels" in spec and "label_column" not in spec:
+                    yield f"key 'data.{name}.keep_labels': needs data.{name}.label_column"
+
+
 def expand_models(models: dict) -> dict:
     """Registry name -> spec, with each `checkpoints:` revision as its own model '<name>@<rev>'."""
     out = {}
@@ -84,13 +106,13 @@ def validate_config(cfg: dict, source: str = "config") -> dict:
     """Validate (and fill defaults into) a copy of `cfg`; raise ConfigError naming the key."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: the config must be a mapping, got {type(cfg).__name__}")
-    cfg = copy.deepcopy(cfg)
+    given, cfg = copy.deepcopy(cfg), copy.deepcopy(cfg)  # `given`: as written, before defaults
     schema = yaml.safe_load(SCHEMA.read_text())
     errors = sorted(_Validator(schema).iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = sorted({_describe(e) for e in errors})
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines))
-    problems = [
+    problems = list(inapplicable_keys(given)) + [
         f"key '{key}': {value!r} is not defined in {registry} (defined: {', '.join(sorted(allowed)) or 'none'})"
         for key, value, registry, allowed in references(cfg)
         if value not in allowed

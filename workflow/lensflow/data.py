@@ -45,7 +45,7 @@ def _read_file(path: Path, fmt: str) -> pd.DataFrame:
     if fmt == "csv":
         return pd.read_csv(path)
     if fmt == "tsv":
-        return pd.read_csv(path, sep="\t", comment="#", header=None)
+        return pd.read_csv(path, sep="\t")
     if fmt == "parquet":
         return pd.read_parquet(path)
     if fmt == "jsonl":
@@ -72,6 +72,8 @@ def _texts(raw: pd.DataFrame, spec: dict, name: str, seed: int) -> pd.DataFrame:
     df = pd.DataFrame({"text_id": range(len(raw)), "text": raw[col].astype("string").str.strip()})
     if spec.get("label_column"):
         df["label"] = raw[spec["label_column"]].astype("string").values
+        if spec.get("keep_labels"):
+            df = df[df["label"].isin(spec["keep_labels"])]
     df = df[df["text"].notna() & (df["text"].str.len() >= spec.get("min_chars", 1))]
     if spec.get("max_rows") and len(df) > spec["max_rows"]:
         df = df.sample(n=spec["max_rows"], random_state=seed).sort_values("text_id")

@@ -123,14 +123,18 @@ def materialise(spec: dict, name: str, out_dir: str | Path) -> dict:
     return manifest
 
 
-def load(folder: str | Path, device: str | torch.device = "cpu", dtype: str = "float32"):
-    """(model, tokenizer, manifest) from a materialised folder, in eval mode on `device`."""
+def load(folder: str | Path, device: str | torch.device = "cpu", dtype: str | None = None):
+    """(model, tokenizer, manifest) from a materialised folder, in eval mode on `device`.
+
+    dtype defaults to the registry entry's (`models.<name>.dtype`, recorded in the manifest).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
         raise ModelUnavailable(f"{folder}: not a model folder (no config.json or no *.safetensors weights)")
+    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
+    dtype = dtype or manifest.get("source", {}).get("dtype", "float32")
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype]).to(device).eval()
-    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
     return model, tok, manifest

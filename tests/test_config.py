@@ -1,0 +1,97 @@
+"""Config validation: every kind of bad config is rejected with a message naming the key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lensflow.config import ConfigError, expand_models, load_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def test_shipped_configs_validate_and_get_defaults():
+    for name in ("config.yaml", "paper.yaml"):
+        cfg = load_config(ROOT / "config" / name)
+        assert cfg["activations"]["caches"]
+        assert all("hook" in c for c in cfg["activations"]["caches"].values())  # default filled in
+        assert cfg["resources"]["gpu_job"]["mem_mb"] > 0
+
+
+def _set(path, value):
+    def mutate(cfg):
+        *head, last = path
+        node = cfg
+        for k in head:
+            node = node[k]
+        node[last] = value
+    return mutate
+
+
+def _drop(path):
+    def mutate(cfg):
+        *head, last = path
+        node = cfg
+        for k in head:
+            node = node[k]
+        del node[last]
+    return mutate
+
+
+BAD = {
+    "unknown top-level key": (_set(["modelz"], {}), "modelz"),
+    "unknown nested key": (_set(["models", "smollm2-135m", "revsion"], "x"), "models.smollm2-135m.revsion"),
+    "wrong type": (_set(["activations", "batch_size"], "sixteen"), "activations.batch_size"),
+    "out of range": (_set(["activations", "batch_size"], 0), "activations.batch_size"),
+    "negative seed": (_set(["seed"], -1), "seed"),
+    "bad enum (model source)": (_set(["models", "smollm2-135m", "source"], "ftp"), "models.smollm2-135m.source"),
+    "bad enum (pooling)": (_set(["activations", "caches", "mlp-max", "pooling"], "median"), "activations.caches.mlp-max.pooling"),
+    "missing model source": (_drop(["models", "smollm2-135m", "source"]), "models.smollm2-135m.source"),
+    "hub model without id": (_set(["models", "smollm2-135m"], {"source": "hub"}), "models.smollm2-135m.id"),
+    "package data without path": (_drop(["data", "reviews", "path"]), "data.reviews.path"),
+    "missing data kind": (_drop(["data", "reviews", "kind"]), "data.reviews.kind"),
+    "no models at all": (_set(["models"], {}), "models"),
+    "dangling model reference": (_set(["activations", "targets", 0, "model"], "pythia-70m"), "activations.targets.0.model"),
+    "dangling corpus reference": (_set(["activations", "targets", 0, "corpus"], "simlex999"), "activations.targets.0.corpus"),
+    "dangling cache reference": (_set(["activations", "targets", 0, "cache"], "resid"), "activations.targets.0.cache"),
+    "empty module list": (_set(["activations", "caches", "mlp-max", "modules"], []), "activations.caches.mlp-max.modules"),
+    "key for another source": (_set(["models", "smollm2-135m", "revision"], "step1"), "models.smollm2-135m.revision"),
+    "keep_labels without label_column": (_set(["data", "headlines", "keep_labels"], ["a"]), "data.headlines.keep_labels"),
+    "bad registry name": (_set(["models", "my model!"], {"source": "local", "path": "x"}), "models"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_config_names_the_key(case):
+    mutate, key = BAD[case]
+    cfg = copy.deepcopy(DEFAULT)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, source="config/config.yaml")
+    msg = str(err.value)
+    assert "config/config.yaml" in msg
+    assert f"'{key}'" in msg, msg
+
+
+def test_validation_does_not_mutate_input():
+    cfg = copy.deepcopy(DEFAULT)
+    validate_config(cfg)
+    assert cfg == DEFAULT
+
+
+def test_unreadable_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+
+
+def test_checkpoints_expand_into_models():
+    models = expand_models({"p": {"source": "hub", "id": "E/p", "checkpoints": ["step1", "step512"]}})
+    assert set(models) == {"p", "p@step1", "p@step512"}
+    assert models["p@step512"]["revision"] == "step512"
+    assert "checkpoints" not in models["p@step1"]

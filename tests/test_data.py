@@ -1,0 +1,99 @@
+"""Data registry: each kind and source prepares the right table, and missing sources are named."""
+
+import pandas as pd
+import pytest
+
+from lensflow import data, io
+from lensflow.assets import AssetUnavailable
+
+
+def test_texts_from_local_csv_with_label_and_sampling(tmp_path):
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"body": ["good film", "", "bad plot", "great actor", "awful"], "y": list("pnpnp")}).to_csv(path, index=False)
+    spec = {"kind": "texts", "source": "local", "path": str(path), "text_column": "body", "label_column": "y",
+            "min_chars": 1, "max_rows": 3, "substitute_for": "stanfordnlp/imdb"}
+    df, meta = data.prepare(spec, "reviews", seed=0)
+    assert list(df.columns) == ["text_id", "text", "label"]
+    assert len(df) == 3 and "" not in set(df["text"])  # the empty text is dropped, then 3 of 4 sampled
+    assert df["text_id"].is_monotonic_increasing
+    again, _ = data.prepare(spec, "reviews", seed=0)
+    pd.testing.assert_frame_equal(df, again)  # same seed, same sample
+    assert meta["substitute_for"] == "stanfordnlp/imdb" and meta["n_rows"] == 3 and not meta["synthetic"]
+
+
+def test_texts_from_lines_and_jsonl(tmp_path):
+    (tmp_path / "a.cor").write_text("first doc\n\nsecond doc\n")
+    df, _ = data.prepare({"kind": "texts", "source": "local", "path": str(tmp_path / "a.cor")}, "a")
+    assert df["text"].tolist() == ["first doc", "second doc"]
+    pd.DataFrame({"text": ["x y", "z"]}).to_json(tmp_path / "b.jsonl", orient="records", lines=True)
+    df, _ = data.prepare({"kind": "texts", "source": "local", "path": str(tmp_path / "b.jsonl")}, "b")
+    assert df["text"].tolist() == ["x y", "z"]
+
+
+def test_missing_text_column_names_the_key(tmp_path):
+    pd.DataFrame({"body": ["x"]}).to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(AssetUnavailable, match=r"data\.r\.text_column"):
+        data.prepare({"kind": "texts", "source": "local", "path": str(tmp_path / "r.csv")}, "r")
+
+
+def test_lexicon_keeps_last_duplicate(tmp_path):
+    (tmp_path / "lex.txt").write_text("good\t1.9\t0.9\t[1, 2]\nbad\t-2.5\t0.5\t[]\ngood\t2.0\t0.1\t[]\n")
+    df, _ = data.prepare({"kind": "lexicon", "source": "local", "path": str(tmp_path / "lex.txt")}, "lex")
+    assert dict(zip(df["token"], df["value"])) == {"good": 2.0, "bad": -2.5}
+
+
+def test_word_pairs_tab_and_men_formats(tmp_path):
+    (tmp_path / "simlex.txt").write_text("# header\n# W1\tW2\tscore\nOld\tnew\t1.58\n")
+    df, _ = data.prepare({"kind": "word_pairs", "source": "local", "path": str(tmp_path / "simlex.txt")}, "s")
+    assert df.to_dict("records") == [{"word_a": "old", "word_b": "new", "score": 1.58}]
+    (tmp_path / "men.txt").write_text("sun-n sunlight-n 50.000000\nbakery-n bread-n 45.0\n")
+    df, _ = data.prepare({"kind": "word_pairs", "source": "local", "path": str(tmp_path / "men.txt")}, "men")
+    assert df[["word_a", "word_b"]].values.tolist() == [["sun", "sunlight"], ["bakery", "bread"]]
+
+
+def test_preferences_split_hh_transcripts(tmp_path):
+    prompt = "\n\nHuman: How do I bake bread?\n\nAssistant:"
+    raw = pd.DataFrame({"chosen": [prompt + " Knead and bake."], "rejected": [prompt + " No."]})
+    raw.to_parquet(tmp_path / "hh.parquet")
+    df, _ = data.prepare({"kind": "preferences", "source": "local", "path": str(tmp_path / "hh.parquet")}, "hh")
+    assert df.iloc[0].to_dict() == {"prompt": prompt, "chosen": "Knead and bake.", "rejected": "No."}
+
+
+def test_package_sources_ship_the_offline_data():
+    df, meta = data.prepare({"kind": "word_pairs", "source": "package", "package": "gensim",
+                             "path": "test/test_data/wordsim353.tsv"}, "wordsim353")
+    assert len(df) == 353 and meta["source"]["package"] == "gensim"
+    lex, _ = data.prepare({"kind": "lexicon", "source": "package", "package": "vaderSentiment",
+                           "path": "vader_lexicon.txt"}, "vader")
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    assert dict(zip(lex["token"], lex["value"])) == SentimentIntensityAnalyzer().lexicon
+
+
+def test_missing_sources_are_named(tmp_path):
+    with pytest.raises(AssetUnavailable, match="no_such_pkg"):
+        data.prepare({"kind": "texts", "source": "package", "package": "no_such_pkg", "path": "x.csv"}, "d")
+    with pytest.raises(AssetUnavailable, match="nope.csv"):
+        data.prepare({"kind": "texts", "source": "package", "package": "gensim", "path": "nope.csv"}, "d")
+    with pytest.raises(AssetUnavailable, match=str(tmp_path / "missing.csv")):
+        data.prepare({"kind": "texts", "source": "local", "path": str(tmp_path / "missing.csv")}, "d")
+
+
+def test_hub_source_offline_names_the_id(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(AssetUnavailable, match="stanfordnlp/imdb"):
+        data.prepare({"kind": "texts", "source": "hub", "id": "stanfordnlp/imdb", "split": "train"}, "imdb")
+
+
+def test_tables_round_trip_with_metadata_and_corrupt_files_are_named(tmp_path):
+    df = pd.DataFrame({"a": [1, 2]})
+    io.write_table(df, tmp_path / "t.parquet", {"seed": 3})
+    assert io.read_metadata(tmp_path / "t.parquet") == {"seed": 3}
+    pd.testing.assert_frame_equal(io.read_table(tmp_path / "t.parquet"), df)
+    with pytest.raises(io.TableError, match="missing column"):
+        io.read_table(tmp_path / "t.parquet", required=["b"])
+    raw = (tmp_path / "t.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(io.TableError, match="cut.parquet"):
+        io.read_table(tmp_path / "cut.parquet")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
