@@ -1,0 +1,66 @@
+"""The workflow as a whole: dry-runs of the shipped configs, lint, formatting, bad config, tiny run."""
+
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from lensflow.cache import read_pooled
+from lensflow.io import read_metadata
+from workflow_helpers import ROOT, copy_config, snakemake, tiny_workdir
+
+
+@pytest.mark.parametrize("config", ["config.yaml", "paper.yaml"])
+def test_dry_run_needs_no_network(tmp_path, config):
+    res = snakemake(tmp_path, "-n", "--cores", "2", configfile=ROOT / "config" / config)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "cache_activations" in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_paper_dry_run_plans_checkpoints_when_asked(tmp_path):
+    target = "results/models/pythia-70m@step1000"
+    res = snakemake(tmp_path, "-n", "--cores", "2", target, configfile=ROOT / "config" / "paper.yaml")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "materialise_model" in res.stdout + res.stderr
+
+
+def test_lint_and_format_are_clean():
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    cfg = yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text())
+    cfg["activations"]["targets"][0]["model"] = "pythia-70m"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "--cores", "1", configfile=tmp_path / "bad.yaml")
+    assert res.returncode != 0
+    assert "activations.targets.0.model" in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end(tmp_path):
+    work = tiny_workdir(tmp_path)
+    config = copy_config(work)
+    res = snakemake(work, "--cores", "2", configfile=config)
+    assert res.returncode == 0, res.stderr[-5000:]
+    pooled = work / "results/activations/tiny-llama/headlines/mlp-max.parquet"
+    ids, acts = read_pooled(pooled)
+    assert len(ids) == 24 and set(acts) == {"model.layers.0.mlp", "model.layers.1.mlp"}
+    meta = read_metadata(pooled)
+    assert meta["model"] == "tiny-llama" and meta["corpus"] == "headlines" and meta["seed"] == 0
+    tokens = pq.read_table(work / "results/activations/tiny-llama/headlines/mlp-tokens.parquet")
+    assert tokens.num_rows == read_metadata(work / "results/activations/tiny-llama/headlines/mlp-tokens.parquet")["n_tokens"]
+    inventory = (work / "results/tables/inventory.md").read_text()
+    assert "tiny-llama" in inventory and "wordsim353" in inventory
+    for log in ("models/tiny-llama.log", "data/headlines.log", "activations/tiny-llama/headlines/mlp-max.log"):
+        assert (work / "results/logs" / log).is_file()
+    again = snakemake(work, "-n", "--cores", "2", configfile=config)
+    assert "Nothing to be done" in again.stdout + again.stderr
