@@ -1,0 +1,524 @@
+"""The ExpertLens figures, each from tidy tables written by the workflow.
+
+Every plot function has the form plot_x(table(s)..., png, pdf, *, <options>, **style) and returns
+nothing; it writes both files atomically (see plots.py) and, when its table is empty, a placeholder
+figure saying "no data: <no_data_reason>" (under the figure's usual title) instead of raising.
+Style keywords: title, figsize, dpi.
+
+Vocabulary follows the papers: experts are units whose average precision (AP) for a concept exceeds
+tau; ExpertLens similarity is the Jaccard of two concepts' expert sets ("jaccard@0.5") or the cosine
+of their AP vectors ("cosine_ap"); alignment is Spearman rho against human ratings, with bootstrap CIs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
+from matplotlib.colors import ListedColormap, Normalize
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from scipy.cluster.hierarchy import dendrogram, fcluster, leaves_list, linkage
+from scipy.spatial.distance import squareform
+
+from .plots import (PALETTE, ci_whiskers, format_count, hide_unused, is_empty, new_figure, no_data_figure,
+                    panel_grid, plt, require_columns, style_options)
+
+SOURCE_ORDER = ("neurons", "baseline")  # other source types (e.g. "sae") follow, alphabetically
+
+
+def measure_key(measure: str):
+    """Sort key: jaccard@tau by tau, then cosine_ap, then everything else alphabetically."""
+    if measure.startswith("jaccard@"):
+        try:
+            return (0, float(measure.split("@", 1)[1]), measure)
+        except ValueError:
+            pass
+    return (1 if measure == "cosine_ap" else 2, 0.0, measure)
+
+
+def _ordered(values, first=()):
+    """Unique values, those listed in `first` leading in that order, the rest sorted."""
+    present = list(dict.fromkeys(values))
+    return [v for v in first if v in present] + sorted((v for v in present if v not in first), key=str)
+
+
+def _colours(n):
+    """n categorical colours: tab10 while it suffices (colour-blind friendly), tab20 beyond."""
+    return PALETTE[:n] if n <= 10 else [plt.get_cmap("tab20")(i % 20) for i in range(n)]
+
+
+def _text(v) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+
+# --- 1. alignment with human judgements ---------------------------------------------------------
+
+ALIGNMENT_COLUMNS = ("source_type", "model", "dataset", "measure", "pairs", "rho", "ci_low", "ci_high", "n")
+
+
+def _source_label(row) -> str:
+    """'model · dataset · measure (n=...)', skipping blanks and repeats (a GloVe baseline has no dataset)."""
+    parts = [p for p in (_text(row.model), _text(row.dataset), _text(row.measure)) if p]
+    n = f" (n={int(row.n)})" if pd.notna(row.n) else ""
+    return " · ".join(dict.fromkeys(parts)) + n
+
+
+def plot_alignment(alignment: pd.DataFrame, png, pdf, *, no_data_reason="no alignment results", **style) -> None:
+    """Spearman rho (bootstrap CI) of each similarity source with each human pair set, one panel per set.
+
+    Bars are coloured by source type (neurons = ExpertLens vs baselines); an optional `ceiling`
+    column (inter-human agreement, NaN when unknown) is drawn as a dashed line.
+    """
+    style = {"title": "ExpertLens alignment with human similarity judgements", **style}
+    if is_empty(alignment):
+        return no_data_figure(png, pdf, no_data_reason, **style)
+    require_columns(alignment, ALIGNMENT_COLUMNS, "alignment")
+    df = alignment.copy()
+    sources = _ordered(df["source_type"], SOURCE_ORDER)
+    colour = dict(zip(sources, _colours(len(sources))))
+    # rows: neurons first, then baselines; within a type by model, dataset and measure (tau ascending)
+    meas_rank = {m: i for i, m in enumerate(sorted(df["measure"].astype(str).unique(), key=measure_key))}
+    df = df.assign(_src=df["source_type"].map(sources.index), _model=df["model"].map(_text),
+                   _data=df["dataset"].map(_text), _meas=df["measure"].astype(str).map(meas_rank))
+    df = df.sort_values(["_src", "_model", "_data", "_meas"], kind="stable")
+    pair_sets = sorted(df["pairs"].unique(), key=str)
+    tallest = df.groupby("pairs").size().max()
+    nr, nc = panel_grid(len(pair_sets), max_cols=2)
+    opts = style_options(style, figsize=(6.5 * nc, (1.4 + 0.26 * tallest) * nr))
+    with new_figure(png, pdf, nr, nc, **opts) as (fig, axes):
+        handles = {}  # one legend for all panels, outside the bars
+        for ax, pairs in zip(axes.ravel(), pair_sets):
+            g = df[df["pairs"] == pairs]
+            y = np.arange(len(g))
+            ax.barh(y, g["rho"], color=[colour[s] for s in g["source_type"]], height=0.7)
+            ci_whiskers(ax, y, g["ci_low"], g["ci_high"], horizontal=True)
+            ax.set_yticks(y, [_source_label(r) for r in g.itertuples()], fontsize=7)
+            ax.invert_yaxis()  # first source on top
+            ax.axvline(0, color="black", lw=0.8)
+            for s in sources:
+                if s in set(g["source_type"]):
+                    handles[s] = Patch(color=colour[s], label=s)
+            if "ceiling" in g.columns:
+                for c in g["ceiling"].dropna().unique():
+                    ax.axvline(c, color="0.3", ls="--", lw=1)
+                    handles["ceiling"] = Line2D([], [], color="0.3", ls="--", label="inter-human ceiling")
+            lo = np.nanmin(np.r_[g["ci_low"].to_numpy(float), g["rho"].to_numpy(float), 0.0])
+            ax.set_xlim(min(lo - 0.05, -0.05), 1.0)
+            ax.set_title(f"human pairs: {pairs}")
+            ax.set_xlabel("Spearman ρ with human ratings (bootstrap CI)")
+            ax.grid(axis="y", visible=False)
+        order = [*sources, "ceiling"]
+        ax.legend(handles=[handles[k] for k in order if k in handles], loc="upper left", bbox_to_anchor=(1.01, 1))
+        hide_unused(axes, len(pair_sets))
+
+
+# --- 2. expert counts vs tau --------------------------------------------------------------------
+
+def plot_expert_counts(counts: pd.DataFrame, png, pdf, *, no_data_reason="no expert counts", **style) -> None:
+    """Median number of experts per concept (interquartile band over concepts) against tau, log y.
+
+    The y axis shows n_experts + 1 so that concepts with no expert at a high tau stay on the log axis.
+    """
+    style = {"title": "Experts per concept vs threshold τ (median, IQR over concepts)", **style}
+    if is_empty(counts):
+        return no_data_figure(png, pdf, no_data_reason, **style)
+    require_columns(counts, ("model", "dataset", "concept", "tau", "n_experts"), "counts")
+    q = (counts.groupby(["model", "dataset", "tau"])["n_experts"].quantile([0.25, 0.5, 0.75])
+         .unstack().sort_index())
+    opts = style_options(style, figsize=(6.4, 4.4))
+    with new_figure(png, pdf, **opts) as (fig, axes):
+        ax = axes[0, 0]
+        lines = list(q.groupby(level=["model", "dataset"]))
+        for ((model, dataset), g), c in zip(lines, _colours(len(lines))):
+            tau = g.index.get_level_values("tau").to_numpy(float)
+            ax.plot(tau, g[0.5] + 1, color=c, lw=1.5, label=f"{model} · {dataset}")
+            ax.fill_between(tau, g[0.25] + 1, g[0.75] + 1, color=c, alpha=0.2, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("AP threshold τ")
+        ax.set_ylabel("experts per concept + 1 (log scale)")
+        ax.legend()
+
+
+# --- 3. where experts sit -----------------------------------------------------------------------
+
+def plot_expert_layers(location: pd.DataFrame, png, pdf, *, n_layers: dict | None = None,
+                       no_data_reason="no expert locations", **style) -> None:
+    """Fraction of experts per layer against relative depth, one panel per model and a line per tau.
+
+    Relative depth = layer / (n_layers - 1), so models of different depth share the x axis; n_layers
+    is taken from `n_layers[model]` or else inferred as the highest layer seen + 1. Fractions are
+    recomputed from n_experts (pooled over datasets and module kinds), with layers that have no
+    experts shown as 0; units outside any block (layer -1) count in the total but get no point.
+    When several module kinds exist, a second row shows the share of each kind per tau (stacked).
+    """
+    style = {"title": "Where experts sit: layers and module kinds as τ rises", **style}
+    if is_empty(location):
+        return no_data_figure(png, pdf, no_data_reason, **style)
+    require_columns(location, ("model", "tau", "layer", "kind", "n_experts"), "location")
+    df = location.copy()
+    models = sorted(df["model"].unique(), key=str)
+    kinds = sorted(df["kind"].unique(), key=str)
+    taus = np.sort(df["tau"].unique().astype(float))
+    by_kind = len(kinds) > 1
+    # tau colours from viridis, cut short of its top so the highest tau is not a faint yellow
+    cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0, 0.85, 256)))
+    norm = Normalize(taus.min(), taus.max() if taus.max() > taus.min() else taus.min() + 1)
+    kind_colour = dict(zip(kinds, _colours(len(kinds))))
+    opts = style_options(style, figsize=(4.2 * len(models) + 1.5, 3.6 * (2 if by_kind else 1)))
+    with new_figure(png, pdf, 2 if by_kind else 1, len(models), **opts) as (fig, axes):
+        for col, model in enumerate(models):
+            m = df[df["model"] == model]
+            L = max(1, int(n_layers[model]) if n_layers and model in n_layers else int(m["layer"].max()) + 1)
+            total = m.groupby("tau")["n_experts"].sum()
+            per_layer = m[m["layer"] >= 0].groupby(["tau", "layer"])["n_experts"].sum()
+            ax = axes[0, col]
+            depth = np.arange(L) / (L - 1) if L > 1 else np.zeros(1)
+            for tau in taus:
+                if total.get(tau, 0) <= 0:
+                    continue  # no experts at this tau: a fraction is undefined
+                counts = per_layer.get(tau, pd.Series(dtype=float)).reindex(range(L), fill_value=0)
+                ax.plot(depth, counts.to_numpy(float) / total[tau], marker="o", ms=3,
+                        color=cmap(norm(tau)), label=f"τ={tau:g}")
+            n_data = m["dataset"].nunique() if "dataset" in m.columns else 1
+            ax.set_title(f"{model} ({L} layers" + (f", {n_data} datasets pooled)" if n_data > 1 else ")"))
+            ax.set_xlabel("relative depth (layer / (layers − 1))")
+            ax.set_ylabel("fraction of experts in layer")
+            ax.set_xlim(-0.03, 1.03)
+            ax.set_ylim(bottom=0)
+            if len(taus) <= 8:
+                ax.legend(fontsize=7)
+            elif col == len(models) - 1:
+                fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label="τ")
+            if not by_kind:
+                continue
+            ax = axes[1, col]
+            share = m.groupby(["tau", "kind"])["n_experts"].sum().unstack(fill_value=0).reindex(columns=kinds,
+                                                                                                 fill_value=0)
+            share = share[share.sum(axis=1) > 0]
+            share = share.div(share.sum(axis=1), axis=0)
+            x = np.arange(len(share))
+            bottom = np.zeros(len(share))
+            for kind in kinds:
+                ax.bar(x, share[kind], bottom=bottom, color=kind_colour[kind], width=0.8, label=kind)
+                bottom += share[kind].to_numpy()
+            ax.set_xticks(x, [f"{t:g}" for t in share.index], rotation=45 if len(x) > 8 else 0)
+            ax.set_xlabel("AP threshold τ")
+            ax.set_ylabel("fraction of experts by module kind")
+            ax.set_ylim(0, 1)
+            ax.grid(axis="x", visible=False)
+            if col == len(models) - 1:
+                ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+
+
+# --- 4. domain structure ------------------------------------------------------------------------
+
+def _distance(jaccard) -> np.ndarray:
+    """1 - Jaccard as a proper distance matrix: symmetric, zero diagonal, NaN treated as unrelated."""
+    j = np.asarray(jaccard, dtype=float)
+    if j.ndim != 2 or j.shape[0] != j.shape[1]:
+        raise ValueError(f"jaccard must be a square [c, c] matrix, got shape {j.shape}")
+    d = 1.0 - np.nan_to_num(j, nan=0.0)
+    d = np.clip((d + d.T) / 2, 0.0, 1.0)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def concept_linkage(jaccard) -> np.ndarray:
+    """Average-linkage hierarchical clustering of concepts on distance 1 - Jaccard (scipy linkage)."""
+    return linkage(squareform(_distance(jaccard), checks=False), method="average")
+
+
+def cluster_concepts(names, jaccard, n_clusters: int) -> np.ndarray:
+    """Flat cluster labels (1..n_clusters) of the average-linkage tree cut into at most n_clusters.
+
+    Same order as `names`, ready for sklearn's adjusted_rand_score against human categories.
+    """
+    names = list(names)
+    if len(names) != np.shape(jaccard)[0]:
+        raise ValueError(f"{len(names)} names for a {np.shape(jaccard)} Jaccard matrix")
+    if n_clusters < 1:
+        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+    if len(names) < 2:
+        return np.ones(len(names), dtype=int)
+    return fcluster(concept_linkage(jaccard), t=n_clusters, criterion="maxclust")
+
+
+def mds_layout(distance) -> np.ndarray:
+    """2-D classical (Torgerson) MDS coordinates [c, 2] of a distance matrix; a circle if degenerate."""
+    d = np.asarray(distance, dtype=float)
+    c = d.shape[0]
+    centre = np.eye(c) - 1.0 / c
+    b = -0.5 * centre @ (d**2) @ centre
+    w, v = np.linalg.eigh(b)  # ascending
+    w, v = w[::-1][:2], v[:, ::-1][:, :2]
+    if c < 3 or not np.any(w > 1e-12):  # all concepts equidistant-ish: nothing to embed
+        angle = 2 * np.pi * np.arange(c) / max(c, 1)
+        return np.c_[np.cos(angle), np.sin(angle)]
+    return v * np.sqrt(np.clip(w, 0.0, None))
+
+
+def circle_layout(order) -> np.ndarray:
+    """Coordinates [c, 2] on the unit circle, clockwise from the top, position k going to order[k]."""
+    order = np.asarray(order)
+    angle = np.pi / 2 - 2 * np.pi * np.arange(order.size) / max(order.size, 1)
+    xy = np.empty((order.size, 2))
+    xy[order] = np.c_[np.cos(angle), np.sin(angle)]
+    return xy
+
+
+def plot_domains(names, jaccard, png, pdf, tau: float = 0.5, categories: dict | None = None, *,
+                 edge_fraction: float = 0.05, layout: str = "circle", no_data_reason="fewer than two concepts",
+                 **style) -> None:
+    """Domain structure at one tau: dendrogram (left) and concept graph (right).
+
+    Left: average-linkage clustering on 1 - Jaccard. Right: the concepts with an edge for each of
+    the strongest `edge_fraction` of pairs, or the strongest c pairs if that is more (only pairs
+    with Jaccard > 0; ties at the cut are all kept; width by Jaccard), laid out either on a
+    circle in dendrogram leaf order (layout="circle", the default: labels never collide and domains
+    show up as arcs with short chords) or by classical MDS of the distances (layout="mds": geometry
+    is faithful, but tight domains collapse onto a point). With `categories` (concept -> human
+    category; missing concepts are "other"), labels and nodes are coloured by category.
+    """
+    style = {"title": f"Concept domains from expert overlap (Jaccard, τ={tau:g})", **style}
+    if layout not in ("circle", "mds"):
+        raise ValueError(f"layout must be 'circle' or 'mds', got {layout!r}")
+    names = [str(n) for n in names]
+    if len(names) < 2:
+        return no_data_figure(png, pdf, no_data_reason, **style)
+    j = np.asarray(jaccard, dtype=float)
+    d = _distance(j)
+    if len(names) != d.shape[0]:
+        raise ValueError(f"{len(names)} names for a {d.shape} Jaccard matrix")
+    c = len(names)
+    tree = concept_linkage(j)
+    cats = _ordered([categories.get(n, "other") for n in names]) if categories else []
+    cat_colour = dict(zip(cats, _colours(len(cats))))
+    colour_of = {n: cat_colour[categories.get(n, "other")] if categories else PALETTE[0] for n in names}
+    font = float(np.clip(260 / c, 4, 9))  # shrink labels as concepts multiply
+    height = max(5.0, 0.14 * c + 1.5)
+    opts = style_options(style, figsize=(height + 6.5, height))
+    with new_figure(png, pdf, 1, 2, gridspec_kw={"width_ratios": [5, height]}, **opts) as (fig, axes):
+        ax = axes[0, 0]
+        dendrogram(tree, labels=names, orientation="right", ax=ax, leaf_font_size=font,
+                   color_threshold=0, above_threshold_color="0.35")
+        for label in ax.get_yticklabels():
+            label.set_color(colour_of[label.get_text()])
+        ax.set_xlabel("1 − Jaccard (average linkage)")
+        ax.set_title("hierarchical clustering")
+        ax.grid(False)
+
+        ax = axes[0, 1]
+        xy = circle_layout(leaves_list(tree)) if layout == "circle" else mds_layout(d)
+        iu = np.triu_indices(c, k=1)
+        vals = np.nan_to_num(j[iu], nan=0.0)
+        # top edge_fraction of pairs, but at least one edge per concept so small sets show structure
+        k = max(c, int(np.ceil(edge_fraction * vals.size)))
+        cut = np.sort(vals)[::-1][min(k, vals.size) - 1]
+        keep = (vals >= cut) & (vals > 0)
+        if keep.any():
+            segs = np.stack([xy[iu[0][keep]], xy[iu[1][keep]]], axis=1)
+            w = vals[keep] / vals[keep].max()
+            ax.add_collection(LineCollection(segs, linewidths=0.4 + 2.6 * w, colors="0.45", alpha=0.6, zorder=1))
+        ax.scatter(xy[:, 0], xy[:, 1], s=24, c=[colour_of[n] for n in names], edgecolors="white",
+                   linewidths=0.5, zorder=2)
+        for (x, y), n in zip(xy, names):
+            if layout == "circle":  # radial labels just outside the circle, never upside down
+                deg = np.degrees(np.arctan2(y, x))
+                left = x < -1e-9
+                ax.text(1.06 * x, 1.06 * y, n, fontsize=font, color=colour_of[n], va="center",
+                        ha="right" if left else "left", rotation=deg + 180 if left else deg,
+                        rotation_mode="anchor")
+            else:
+                ax.annotate(n, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=font)
+        ax.set_title(f"concept graph: {int(keep.sum())} strongest pairs by Jaccard\n"
+                     + ("(MDS layout)" if layout == "mds" else "(circle in dendrogram order)"))
+        if layout == "circle":  # fixed room for the radial labels
+            ax.set_xlim(-1.3, 1.3)
+            ax.set_ylim(-1.3, 1.3)
+            ax.set_aspect("equal", adjustable="box")
+        else:
+            ax.set_aspect("equal", adjustable="datalim")
+        ax.set_axis_off()
+        if cats:
+            ax.legend(handles=[Patch(color=cat_colour[k_], label=k_) for k_ in cats], loc="upper left",
+                      bbox_to_anchor=(1.0, 1.0), title="category")
+
+
+# --- 5. stability -------------------------------------------------------------------------------
+
+STABILITY_TITLES = {"across_models": "across models (dataset fixed)",
+                    "across_datasets": "across datasets (model fixed)"}
+
+
+def plot_stability(stability: pd.DataFrame, png, pdf, *, measures=None, no_data_reason="no stability results",
+                   **style) -> None:
+    """Spearman rho (CI) between the pairwise-similarity vectors of two models or two datasets.
+
+    One panel per kind; a group of bars per "a vs b | fixed", one bar per measure (all present,
+    or those in `measures`).
+    """
+    style = {"title": "Stability of ExpertLens similarities", **style}
+    if not is_empty(stability):
+        require_columns(stability, ("kind", "a", "b", "fixed", "measure", "rho", "ci_low", "ci_high", "n"),
+                        "stability")
+        if measures is not None:
+            stability = stability[stability["measure"].isin(list(measures))]
+    if is_empty(stability):
+        return no_data_figure(png, pdf, no_data_reason, **style)
+    df = stability.copy()
+    df["group"] = df["a"].astype(str) + " vs " + df["b"].astype(str) + " | " + df["fixed"].astype(str)
+    kinds = _ordered(df["kind"], tuple(STABILITY_TITLES))
+    meas = sorted(df["measure"].unique(), key=measure_key)
+    colour = dict(zip(meas, _colours(len(meas))))
+    sizes = [df.loc[df["kind"] == k, "group"].nunique() for k in kinds]
+    opts = style_options(style, figsize=(7.5, 1.2 * len(kinds) + sum(0.12 * len(meas) * s + 0.2 for s in sizes)))
+    with new_figure(png, pdf, len(kinds), 1, sharex=True, gridspec_kw={"height_ratios": sizes},
+                    **opts) as (fig, axes):
+        h = 0.8 / len(meas)
+        for ax, kind in zip(axes[:, 0], kinds):
+            g = df[df["kind"] == kind]
+            groups = sorted(g["group"].unique(), key=str)
+            for i, m in enumerate(meas):
+                r = g[g["measure"] == m].set_index("group").reindex(groups)
+                y = np.arange(len(groups)) + (i - (len(meas) - 1) / 2) * h
+                ax.barh(y, r["rho"], height=h, color=colour[m], label=m)
+                ci_whiskers(ax, y, r["ci_low"], r["ci_high"], horizontal=True, capsize=2)
+            n = g.groupby("group")["n"].agg(["min", "max"]).reindex(groups)
+            ax.set_yticks(np.arange(len(groups)), [
+                f"{grp} (n={lo})" if lo == hi else f"{grp} (n={lo}–{hi})"
+                for grp, lo, hi in zip(groups, n["min"], n["max"])], fontsize=7)
+            ax.invert_yaxis()
+            ax.axvline(0, color="black", lw=0.8)
+            ax.set_title(STABILITY_TITLES.get(kind, str(kind)))
+            ax.grid(axis="y", visible=False)
+        axes[-1, 0].set_xlabel("Spearman ρ between pairwise-similarity vectors (bootstrap CI)")
+        axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="measure")
+
+
+# --- 6 & 7. alignment vs scale and over training ------------------------------------------------
+
+def _one_measure(df, measure):
+    """Rows of `measure`, or (None, reason) when it is absent."""
+    sub = df[df["measure"] == measure]
+    if sub.empty:
+        return None, f"measure {measure!r} not in table (has {sorted(df['measure'].unique(), key=measure_key)})"
+    return sub, None
+
+
+def plot_scaling(scaling: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0.5",
+                 no_data_reason="no scaling results", **style) -> None:
+    """Alignment (rho, CI) against model size (log x), one line per (dataset, human pair set)."""
+    style = {"title": f"Alignment vs model size ({measure})", **style}
+    if is_empty(scaling):
+        return no_data_figure(png, pdf, no_data_reason, **style)
+    require_columns(scaling, ("model", "n_params", "dataset", "measure", "pairs", "rho", "ci_low", "ci_high"),
+                    "scaling")
+    df, why = _one_measure(scaling, measure)
+    if df is None:
+        return no_data_figure(png, pdf, why, **style)
+    lines = sorted(df.groupby(["dataset", "pairs"]).groups, key=str)
+    opts = style_options(style, figsize=(6.4, 4.4))
+    with new_figure(png, pdf, **opts) as (fig, axes):
+        ax = axes[0, 0]
+        for i, ((dataset, pairs), c) in enumerate(zip(lines, _colours(len(lines)))):
+            g = df[(df["dataset"] == dataset) & (df["pairs"] == pairs)].sort_values("n_params")
+            # dodge lines sideways by a few percent so overlapping whiskers stay readable
+            x = g["n_params"].to_numpy(float) * 10 ** ((i - (len(lines) - 1) / 2) * 0.02)
+            ax.plot(x, g["rho"], marker="o", color=c, label=f"{dataset} · {pairs}")
+            ci_whiskers(ax, x, g["ci_low"], g["ci_high"], color=c)
+        ax.set_xscale("log")
+        ticks = df.groupby("n_params")["model"].agg(lambda s: " / ".join(sorted(set(map(str, s)))))
+        ax.set_xticks(ticks.index.to_numpy(float), [f"{m}\n{format_count(n)}" for n, m in ticks.items()],
+                      fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("parameters (log scale)")
+        ax.set_ylabel("Spearman ρ with human ratings (bootstrap CI)")
+        ax.legend(title="dataset · human pairs")
+
+
+def plot_dynamics(dynamics: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0.5",
+                  no_data_reason="no checkpoints configured", **style) -> None:
+    """Alignment (rho, CI band) over training steps (symlog x), one line per model.
+
+    One panel per (dataset, human pair set) present.
+    """
+    style = {"title": f"Alignment over training ({measure})", **style}
+    if is_empty(dynamics):
+        return no_data_figure(png, pdf, no_data_reason, **style)
+    require_columns(dynamics, ("model", "step", "dataset", "measure", "pairs", "rho", "ci_low", "ci_high"),
+                    "dynamics")
+    df, why = _one_measure(dynamics, measure)
+    if df is None:
+        return no_data_figure(png, pdf, why, **style)
+    panels = sorted(df.groupby(["dataset", "pairs"]).groups, key=str)
+    models = sorted(df["model"].unique(), key=str)
+    colour = dict(zip(models, _colours(len(models))))
+    nr, nc = panel_grid(len(panels), max_cols=2)
+    opts = style_options(style, figsize=(6.0 * nc, 4.0 * nr))
+    with new_figure(png, pdf, nr, nc, **opts) as (fig, axes):
+        for ax, (dataset, pairs) in zip(axes.ravel(), panels):
+            p = df[(df["dataset"] == dataset) & (df["pairs"] == pairs)]
+            for model in models:
+                g = p[p["model"] == model].sort_values("step")
+                if g.empty:
+                    continue
+                ax.fill_between(g["step"], g["ci_low"], g["ci_high"], color=colour[model], alpha=0.2, lw=0)
+                ax.plot(g["step"], g["rho"], marker="o", ms=3, color=colour[model], label=model)
+            # symlog: step 0/1 and step 143000 both need to be visible
+            ax.set_xscale("symlog", linthresh=1)
+            ax.set_xlim(left=0)
+            ax.set_title(f"{dataset} · {pairs}")
+            ax.set_xlabel("training step (symlog)")
+            ax.set_ylabel("Spearman ρ with human ratings")
+            ax.legend()
+        hide_unused(axes, len(panels))
+
+
+# --- 8. causal check ----------------------------------------------------------------------------
+
+CONDITION_ORDER = ("baseline", "experts", "random")
+
+
+def plot_causal(summary: pd.DataFrame, png, pdf, *, log: bool | None = None,
+                no_data_reason="no intervention results", **style) -> None:
+    """Probability of the concept word under each condition (mean, CI), grouped per concept.
+
+    One panel per model. The y axis is logarithmic when `log`, or by default when the positive
+    values span two or more orders of magnitude.
+    """
+    style = {"title": "Causal check: forcing experts vs random units", **style}
+    if is_empty(summary):
+        return no_data_figure(png, pdf, no_data_reason, **style)
+    require_columns(summary, ("model", "concept", "condition", "mean", "ci_low", "ci_high"), "summary")
+    df = summary
+    models = sorted(df["model"].unique(), key=str)
+    conds = _ordered(df["condition"], CONDITION_ORDER)
+    colour = dict(zip(conds, _colours(len(conds))))
+    pos = df["mean"].to_numpy(float)
+    pos = pos[np.isfinite(pos) & (pos > 0)]
+    if log is None:
+        log = pos.size > 1 and pos.max() / pos.min() >= 100
+    n_concepts = df.groupby("model")["concept"].nunique().max()
+    opts = style_options(style, figsize=(max(6.0, 0.55 * n_concepts + 2), 3.2 * len(models)))
+    with new_figure(png, pdf, len(models), 1, **opts) as (fig, axes):
+        w = 0.8 / len(conds)
+        for ax, model in zip(axes[:, 0], models):
+            g = df[df["model"] == model]
+            concepts = sorted(g["concept"].unique(), key=str)
+            for i, cond in enumerate(conds):
+                r = g[g["condition"] == cond].set_index("concept").reindex(concepts)
+                x = np.arange(len(concepts)) + (i - (len(conds) - 1) / 2) * w
+                ax.bar(x, r["mean"], width=w, color=colour[cond], label=cond)
+                ci_whiskers(ax, x, r["ci_low"], r["ci_high"], capsize=2)
+            ax.set_xticks(np.arange(len(concepts)), concepts, rotation=45 if len(concepts) > 6 else 0,
+                          ha="right" if len(concepts) > 6 else "center")
+            if log and pos.size:
+                ax.set_yscale("log")
+                ax.set_ylim(bottom=pos.min() / 3)  # CI ends at or below 0 are clipped here
+            ax.set_ylabel("P(concept word)" + (" (log scale)" if log else ""))
+            ax.set_title(model)
+            ax.grid(axis="x", visible=False)
+            if ax is axes[0, 0]:  # same colours in every panel: one legend is enough
+                ax.legend(title="forced units", loc="upper left", bbox_to_anchor=(1.01, 1))
