@@ -1,0 +1,225 @@
+"""ExpertLens concept data sets: which words are concepts, and their positive/negative sentences.
+
+A concept is one word of the human-judgment pairs (SimLex, WordSim, MEN). Its positive sentences
+mention the word; its negatives are sentences of *other* concepts that do not mention it (as in
+apple/ml-selfcond, where a concept's negatives are other concepts' sentences). Two sources:
+  mined      sentences split from the prepared corpora (this module)
+  generated  sentences written by an instruct model (generate.py)
+Both end in the same "bank" (build_bank): every distinct sentence once, plus a membership table
+saying which concept uses which sentence with which label.
+
+Whole-word matching rule (used everywhere: mining, the generation filter, negatives):
+  text is lowercased, curly apostrophes become straight ones, and the tokens are the runs of
+  `[a-z]+(?:'[a-z]+)?`. A word is mentioned iff it is one of the tokens, or the token is its
+  possessive: "Cat", "cat-like", "cat's" mention "cat"; "category", "cats", "bobcat" do not;
+  "don't" does not mention "don". No lemmatisation: plurals are other words, as in the pairs.
+Words that are not a single token under that regex (none in SimLex/WordSim; e.g. "ice cream")
+fall back to a case-insensitive `\\b...\\b` regex search.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import defaultdict
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?")
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)?\Z")  # is a word a single token under TOKEN?
+
+
+# ---------------------------------------------------------------------------- sentences
+
+@lru_cache(maxsize=1)
+def _sentencizer():
+    """spaCy's rule-based sentence splitter on a blank English pipeline (no model download)."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    nlp.max_length = 10_000_000  # the sentencizer is linear; long news documents are fine
+    return nlp
+
+
+def split_sentences(texts, min_chars: int = 20, max_chars: int = 300, batch_size: int = 256) -> list[str]:
+    """Distinct sentences of `texts` (first occurrence kept) with min_chars <= len <= max_chars.
+
+    Whitespace runs (newlines in reviews) are collapsed so a sentence is one line; non-strings
+    (None, NaN) are skipped.
+    """
+    nlp = _sentencizer()
+    docs = nlp.pipe((t for t in texts if isinstance(t, str)), batch_size=batch_size)
+    seen: dict[str, None] = {}  # insertion-ordered set
+    for doc in docs:
+        for sent in doc.sents:
+            s = " ".join(sent.text.split())
+            if min_chars <= len(s) <= max_chars:
+                seen.setdefault(s, None)
+    return list(seen)
+
+
+# ---------------------------------------------------------------------------- whole-word matching
+
+def tokens(text: str) -> set[str]:
+    """The word tokens of `text` (see the module docstring), possessive stems included."""
+    toks = set(TOKEN.findall(text.lower().replace("\u2019", "'")))
+    return toks | {t[:-2] for t in toks if t.endswith("'s")}
+
+
+def _fallback(word: str) -> re.Pattern:
+    return re.compile(r"\b" + re.escape(word) + r"\b", re.IGNORECASE)
+
+
+def contains_word(text: str, word: str) -> bool:
+    """Does `text` mention `word` as a whole word (case-insensitive)?"""
+    word = word.lower()
+    if WORD.match(word):
+        return word in tokens(text)
+    return bool(_fallback(word).search(text))
+
+
+def word_index(sentences: list[str], words) -> dict[str, np.ndarray]:
+    """word -> sorted int64 indices of the sentences that mention it (every word has an entry).
+
+    One token set per sentence, inverted once: ~40k sentences x ~2k words in about a second,
+    instead of 80M regex searches.
+    """
+    words = {w.lower() for w in words}
+    hits: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(sentences):
+        for t in tokens(s) & words:
+            hits[t].append(i)
+    out = {w: np.asarray(hits.get(w, []), dtype=np.int64) for w in words}
+    for w in words:
+        if not WORD.match(w):  # rare multi-token words: a regex scan
+            pat = _fallback(w)
+            out[w] = np.asarray([i for i, s in enumerate(sentences) if pat.search(s)], dtype=np.int64)
+    return out
+
+
+def _rng(seed: int, word: str) -> np.random.Generator:
+    """A generator per (seed, word): adding or removing a concept leaves the others' samples alone."""
+    return np.random.default_rng([seed, zlib.crc32(word.encode("utf-8"))])
+
+
+def count_mentions(sentences: list[str], words) -> dict[str, int]:
+    """word (lowercased) -> number of sentences mentioning it."""
+    return {w: len(ix) for w, ix in word_index(sentences, words).items()}
+
+
+def mine(sentences: list[str], words, n_positive: int, seed: int) -> dict[str, list[str]]:
+    """word -> up to n_positive sentences mentioning it, sampled without replacement (seeded)."""
+    index = word_index(sentences, words)
+    out = {}
+    for w in sorted(index):
+        ix = index[w]
+        if len(ix) > n_positive:
+            ix = np.sort(_rng(seed, w).choice(ix, size=n_positive, replace=False))
+        out[w] = [sentences[i] for i in ix]
+    return out
+
+
+# ---------------------------------------------------------------------------- concept choice
+
+def _edges(pairs: list[pd.DataFrame]) -> set[tuple[str, str]]:
+    """Distinct unordered word pairs (lowercased, self-pairs left out) over all pair tables."""
+    edges = set()
+    for df in pairs:
+        for a, b in zip(df["word_a"].astype(str).str.strip().str.lower(),
+                        df["word_b"].astype(str).str.strip().str.lower()):
+            if a != b:
+                edges.add((min(a, b), max(a, b)))
+    return edges
+
+
+def _peel(adj: dict[str, set[str]], max_concepts: int) -> set[str]:
+    """Drop, one at a time, the word with the fewest pairs among the words still in, until
+    max_concepts remain (ties: the alphabetically last goes first, so the result is deterministic).
+
+    Greedy peeling instead of a one-shot degree ranking: a word whose partners are all dropped is
+    worth nothing, and peeling sees that. On SimLex+WordSim (12 positives, 100 concepts) it keeps
+    132 scorable pairs where ranking by degree keeps 86.
+    """
+    alive = set(adj)
+    degree = {w: len(adj[w]) for w in adj}
+    rank = {w: i for i, w in enumerate(sorted(adj))}
+    while len(alive) > max_concepts:
+        w = min(alive, key=lambda v: (degree[v], -rank[v]))
+        alive.discard(w)
+        for v in adj[w] & alive:
+            degree[v] -= 1
+    return alive
+
+
+def choose_concepts(pairs: list[pd.DataFrame], counts: dict[str, int], min_positive: int,
+                    max_concepts: int | None) -> pd.DataFrame:
+    """Which pair words become concepts; one row per candidate word, kept or not, with a reason.
+
+    Columns: concept (str, sorted), n_available (int64: sentences mentioning it), kept (bool),
+    reason (str). A word with fewer than min_positive sentences is dropped. If more than
+    max_concepts remain, the kept set is chosen to cover many pairs whose both words are kept
+    (only those can be scored against humans; see _peel). "covers k pairs" in a reason counts the
+    word's pairs with the kept concepts. max_concepts None or 0 means no cap.
+    """
+    edges = _edges(pairs)
+    words = sorted({w for e in edges for w in e})
+    n = {w: int(counts.get(w, 0)) for w in words}
+    adj = {w: set() for w in words if n[w] >= min_positive}  # the eligible pair graph
+    for a, b in edges:
+        if a in adj and b in adj:
+            adj[a].add(b)
+            adj[b].add(a)
+    keep = _peel(adj, max_concepts) if max_concepts else set(adj)
+    rows = []
+    for w in words:
+        covers = len(adj.get(w, set()) & keep)
+        if w not in adj:
+            rows.append((w, n[w], False, f"only {n[w]} sentences (< min_positive {min_positive})"))
+        elif w in keep:
+            rows.append((w, n[w], True, f"kept (covers {covers} pairs)"))
+        else:
+            rows.append((w, n[w], False, f"over max_concepts {max_concepts} (covers {covers} pairs)"))
+    df = pd.DataFrame(rows, columns=["concept", "n_available", "kept", "reason"])
+    return df.astype({"concept": object, "n_available": "int64", "kept": bool})
+
+
+def pairs_covered(pairs: list[pd.DataFrame], concepts) -> int:
+    """Distinct unordered pairs whose both words are in `concepts` (what alignment can use)."""
+    concepts = {c.lower() for c in concepts}
+    return sum(a in concepts and b in concepts for a, b in _edges(pairs))
+
+
+# ---------------------------------------------------------------------------- the bank
+
+def build_bank(positives: dict[str, list[str]], n_negative: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(sentences, membership) for a set of concepts with their positive sentences.
+
+    sentences:  text_id (int64, 0..N-1), text (str) -- every distinct sentence once, so a sentence
+                shared by several concepts is run through the model once.
+    membership: concept (str), text_id (int64), label ("positive" | "negative"), sorted by
+                concept, label, text_id. Negatives: up to n_negative sentences, sampled (seeded
+                per concept) from the other concepts' positives that do not mention the concept.
+    """
+    concepts = sorted(positives)  # dict order must not change the ids
+    text_id: dict[str, int] = {}
+    own: dict[str, np.ndarray] = {}
+    for c in concepts:
+        own[c] = np.asarray(sorted({text_id.setdefault(s, len(text_id)) for s in positives[c]}), dtype=np.int64)
+    texts = list(text_id)
+    mentions = word_index(texts, concepts)  # concept -> ids of bank sentences mentioning it
+    all_ids = np.arange(len(texts), dtype=np.int64)
+    parts = []
+    for c in concepts:
+        # own positives all mention c when mined; generated ones too (filtered), but be explicit
+        pool = np.setdiff1d(all_ids, np.union1d(own[c], mentions[c.lower()]), assume_unique=True)
+        neg = pool if len(pool) <= n_negative else np.sort(_rng(seed, c).choice(pool, size=n_negative, replace=False))
+        parts.append(pd.DataFrame({"concept": c, "text_id": own[c], "label": "positive"}))
+        parts.append(pd.DataFrame({"concept": c, "text_id": neg, "label": "negative"}))
+    sentences = pd.DataFrame({"text_id": all_ids, "text": pd.Series(texts, dtype=object)})
+    cols = {"concept": pd.Series(dtype=object), "text_id": pd.Series(dtype="int64"), "label": pd.Series(dtype=object)}
+    membership = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(cols)
+    membership = membership.astype({"text_id": "int64"})
+    return sentences, membership.sort_values(["concept", "label", "text_id"], ignore_index=True)
