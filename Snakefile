@@ -21,6 +21,13 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/activations.smk"
+
+
+if EL:
+
+    include: "workflow/rules/expertlens.smk"
+
+
 include: "workflow/rules/figures.smk"
 
 
@@ -28,3 +35,22 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+# --- one named target per figure and table ------------------------------------------------
+
+
+rule inventory_table:
+    input:
+        "results/tables/inventory.md",
+
+
+if EL:
+
+    rule expertlens_figures:
+        input:
+            el_figures(),
+
+    rule expertlens_tables:
+        input:
+            [f"results/tables/expertlens_{t}.md" for t in EL_TABLES],

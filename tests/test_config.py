@@ -59,6 +59,11 @@ BAD = {
     "empty module list": (_set(["activations", "caches", "mlp-max", "modules"], []), "activations.caches.mlp-max.modules"),
     "key for another source": (_set(["models", "smollm2-135m", "revision"], "step1"), "models.smollm2-135m.revision"),
     "keep_labels without label_column": (_set(["data", "headlines", "keep_labels"], ["a"]), "data.headlines.keep_labels"),
+    "expertlens model not in registry": (_set(["expertlens", "models", 1], "pythia-1b"), "expertlens.models.1"),
+    "expertlens pairs not word pairs": (_set(["expertlens", "pairs", 0], "reviews"), "expertlens.pairs.0"),
+    "generated data set without generator": (_drop(["expertlens", "datasets", "generated", "generator"]),
+                                             "expertlens.datasets.generated.generator"),
+    "dynamics model without checkpoints": (_set(["expertlens", "dynamics"], ["smollm2-135m"]), "expertlens.dynamics.0"),
     "bad registry name": (_set(["models", "my model!"], {"source": "local", "path": "x"}), "models"),
 }
 

@@ -27,7 +27,7 @@ def test_env_pins_equal_pyproject():
 def test_every_rule_names_an_existing_env():
     for smk in sorted((ROOT / "workflow/rules").glob("*.smk")):
         text = smk.read_text()
-        rules = re.findall(r"^rule (\w+):", text, flags=re.M)
+        rules = re.findall(r"^\s*rule (\w+):", text, flags=re.M)
         envs = re.findall(r'conda:\s*\n\s*"([^"]+)"', text)
         assert len(envs) == len(rules), f"{smk.name}: {len(rules)} rules but {len(envs)} conda directives"
         for env in envs:

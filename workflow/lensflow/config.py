@@ -100,6 +100,21 @@ def references(cfg: dict):
         yield f"activations.targets.{i}.model", t["model"], "models", set(models)
         yield f"activations.targets.{i}.corpus", t["corpus"], "data (kind: texts)", texts
         yield f"activations.targets.{i}.cache", t["cache"], "activations.caches", caches
+    el = cfg.get("expertlens")
+    if el:
+        pairs = {n for n, d in cfg["data"].items() if d["kind"] == "word_pairs"}
+        for i, m in enumerate(el["models"]):
+            yield f"expertlens.models.{i}", m, "models", set(models)
+        for i, p in enumerate(el["pairs"]):
+            yield f"expertlens.pairs.{i}", p, "data (kind: word_pairs)", pairs
+        for i, c in enumerate(el["corpora"]):
+            yield f"expertlens.corpora.{i}", c, "data (kind: texts)", texts
+        for name, ds in el["datasets"].items():
+            if ds["source"] == "generated":
+                yield f"expertlens.datasets.{name}.generator", ds["generator"], "models", set(models)
+        with_checkpoints = {n for n, s in cfg["models"].items() if s.get("checkpoints")}
+        for i, m in enumerate(el["dynamics"]):
+            yield f"expertlens.dynamics.{i}", m, "models with checkpoints", with_checkpoints
 
 
 def validate_config(cfg: dict, source: str = "config") -> dict:

@@ -10,8 +10,14 @@ import numpy as np
 import torch
 
 
-def pick_device(gpu: int | float | bool = 0) -> torch.device:
-    """CUDA when the job was given a GPU (resources: gpu) and CUDA exists, else CPU."""
+def pick_device(gpu: int | float | bool = 0, threads: int | None = None) -> torch.device:
+    """CUDA when the job was given a GPU (resources: gpu) and CUDA exists, else CPU.
+
+    threads: the job's Snakemake `threads`. torch otherwise starts one thread per core in every
+    job, and two jobs side by side on 2 cores then run several times slower than one each.
+    """
+    if threads:
+        torch.set_num_threads(int(threads))
     if gpu and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")

@@ -12,10 +12,9 @@ rule cache_activations:
         "results/logs/activations/{model}/{corpus}/{cache}.log",
     benchmark:
         "results/benchmarks/activations/{model}/{corpus}/{cache}.tsv"
-    wildcard_constraints:
-        cache=registry_choice(ACT["caches"]) if ACT["caches"] else "[^/]+",
     conda:
         "../../envs/torch.yaml"
+    threads: job_resources("gpu_job")["threads"]
     resources:
         gpu=1,
         mem_mb=job_resources("gpu_job")["mem_mb"],
@@ -23,7 +22,7 @@ rule cache_activations:
     params:
         model=lambda wc: wc.model,
         corpus=lambda wc: wc.corpus,
-        spec=lambda wc: ACT["caches"][wc.cache],
+        spec=lambda wc: cache_spec(wc.cache),
         batch_size=ACT["batch_size"],
         max_length=ACT["max_length"],
         bf16_autocast=ACT["bf16_autocast"],

@@ -36,6 +36,18 @@ CORPORA = {
 }
 
 
+# Named activation caches; stages add theirs (ExpertLens: "el-units").
+CACHES = dict(ACT["caches"])
+
+
+def cache_spec(name):
+    if name not in CACHES:
+        raise WorkflowError(
+            f"unknown activation cache '{name}' (known: {', '.join(sorted(CACHES))})"
+        )
+    return CACHES[name]
+
+
 def model_dir(name):
     if name not in MODEL_DIRS:
         raise WorkflowError(
@@ -78,8 +90,82 @@ def used_models():
 EXTRA_USED_MODELS = []
 
 
+# --- ExpertLens -------------------------------------------------------------------------
+EL = config.get("expertlens")
+if EL:
+    CACHES["el-units"] = EL["cache"]
+    for _ds in EL["datasets"]:
+        CORPORA[f"el-{_ds}"] = f"results/expertlens/datasets/{_ds}/sentences.parquet"
+    # Training dynamics: every checkpoint of the listed models, on the first data set.
+    EL_CHECKPOINTS = [
+        f"{m}@{rev}"
+        for m in EL["dynamics"]
+        for rev in config["models"][m]["checkpoints"]
+    ]
+    EL_DYNAMICS_DATASET = next(iter(EL["datasets"]))
+    EXTRA_USED_MODELS += EL["models"] + EL_CHECKPOINTS
+    EXTRA_USED_MODELS += [
+        d["generator"] for d in EL["datasets"].values() if d["source"] == "generated"
+    ]
+
+
+def el_datasets(source):
+    return [n for n, d in EL["datasets"].items() if d["source"] == source]
+
+
+def el_dataset(name):
+    return EL["datasets"][name]
+
+
+def el_runs():
+    """(model, dataset) pairs analysed: every model on every data set, plus checkpoints."""
+    runs = [(m, d) for m in EL["models"] for d in EL["datasets"]]
+    return runs + [(m, EL_DYNAMICS_DATASET) for m in EL_CHECKPOINTS]
+
+
+def el_similarity_sources():
+    """label -> similarity table, for neurons of each run and for each baseline."""
+    src = {
+        f"neurons|{m}|{d}": f"results/expertlens/{m}/{d}/similarity.parquet"
+        for m, d in el_runs()
+    }
+    if "glove" in EL["baselines"]:
+        src["baseline||"] = "results/expertlens/baselines/glove.parquet"
+    if "minilm" in EL["baselines"]:
+        for d in EL["datasets"]:
+            src[f"baseline||{d}"] = f"results/expertlens/baselines/minilm/{d}.parquet"
+    if "input_embedding" in EL["baselines"]:
+        for m in EL["models"]:
+            src[f"baseline|{m}|"] = (
+                f"results/expertlens/baselines/input_embedding/{m}.parquet"
+            )
+    return src
+
+
+def el_figures():
+    names = ["alignment", "expert_counts", "expert_layers", "stability", "scaling"]
+    names += ["causal"] + (["dynamics"] if EL_CHECKPOINTS else [])
+    figs = [f"results/figures/expertlens/{n}.png" for n in names]
+    figs += [
+        f"results/figures/expertlens/domains_{m}_{d}.png"
+        for m in EL["models"]
+        for d in EL["datasets"]
+    ]
+    return figs
+
+
+EL_TABLES = ["alignment", "stability", "domains", "causal", "claims", "concepts"]
+
+
+def el_targets():
+    if not EL:
+        return []
+    return el_figures() + [f"results/tables/expertlens_{t}.md" for t in EL_TABLES]
+
+
 def all_targets():
     return [
+        *el_targets(),
         *[f"results/data/{d}.parquet" for d in DATA],
         *activation_targets(),
         "results/tables/inventory.csv",

@@ -21,3 +21,164 @@ rule inventory:
         data=list(DATA),
     script:
         "../scripts/inventory.py"
+
+
+if EL:
+
+    rule fig_el_alignment:
+        input:
+            "results/expertlens/alignment.parquet",
+        output:
+            png=report(
+                "results/figures/expertlens/alignment.png",
+                caption="../report/el_alignment.rst",
+                category="ExpertLens",
+                subcategory="Alignment",
+            ),
+            pdf="results/figures/expertlens/alignment.pdf",
+        log:
+            "results/logs/figures/el_alignment.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_el_alignment.py"
+
+    rule fig_el_expert_counts:
+        input:
+            [
+                f"results/expertlens/{m}/{d}/counts.parquet"
+                for m in EL["models"]
+                for d in EL["datasets"]
+            ],
+        output:
+            png=report(
+                "results/figures/expertlens/expert_counts.png",
+                caption="../report/el_expert_counts.rst",
+                category="ExpertLens",
+                subcategory="Experts",
+            ),
+            pdf="results/figures/expertlens/expert_counts.pdf",
+        log:
+            "results/logs/figures/el_expert_counts.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_el_expert_counts.py"
+
+    rule fig_el_expert_layers:
+        input:
+            location=[
+                f"results/expertlens/{m}/{d}/location.parquet"
+                for m in EL["models"]
+                for d in EL["datasets"]
+            ],
+            models=[model_dir(m) for m in EL["models"]],
+        output:
+            png=report(
+                "results/figures/expertlens/expert_layers.png",
+                caption="../report/el_expert_layers.rst",
+                category="ExpertLens",
+                subcategory="Experts",
+            ),
+            pdf="results/figures/expertlens/expert_layers.pdf",
+        log:
+            "results/logs/figures/el_expert_layers.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            models=EL["models"],
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_el_expert_layers.py"
+
+    rule fig_el_stability:
+        input:
+            "results/expertlens/stability.parquet",
+        output:
+            png=report(
+                "results/figures/expertlens/stability.png",
+                caption="../report/el_stability.rst",
+                category="ExpertLens",
+                subcategory="Stability",
+            ),
+            pdf="results/figures/expertlens/stability.pdf",
+        log:
+            "results/logs/figures/el_stability.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            measures=[f"jaccard@{min(EL['taus']):g}", "cosine_ap"],
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_el_stability.py"
+
+    rule fig_el_scaling:
+        input:
+            "results/expertlens/alignment.parquet",
+        output:
+            png=report(
+                "results/figures/expertlens/scaling.png",
+                caption="../report/el_scaling.rst",
+                category="ExpertLens",
+                subcategory="Scale and training",
+            ),
+            pdf="results/figures/expertlens/scaling.pdf",
+        log:
+            "results/logs/figures/el_scaling.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            models=EL["models"],
+            measure=f"jaccard@{min(EL['taus']):g}",
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_el_scaling.py"
+
+    rule fig_el_dynamics:
+        input:
+            "results/expertlens/alignment.parquet",
+        output:
+            png=report(
+                "results/figures/expertlens/dynamics.png",
+                caption="../report/el_dynamics.rst",
+                category="ExpertLens",
+                subcategory="Scale and training",
+            ),
+            pdf="results/figures/expertlens/dynamics.pdf",
+        log:
+            "results/logs/figures/el_dynamics.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            measure=f"jaccard@{min(EL['taus']):g}",
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_el_dynamics.py"
+
+    rule fig_el_causal:
+        input:
+            [
+                f"results/expertlens/{m}/{next(iter(EL['datasets']))}/causal_summary.parquet"
+                for m in EL["models"]
+            ],
+        output:
+            png=report(
+                "results/figures/expertlens/causal.png",
+                caption="../report/el_causal.rst",
+                category="ExpertLens",
+                subcategory="Causal check",
+            ),
+            pdf="results/figures/expertlens/causal.pdf",
+        log:
+            "results/logs/figures/el_causal.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            models=EL["models"],
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_el_causal.py"

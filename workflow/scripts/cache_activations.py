@@ -14,7 +14,7 @@ def main(sm):
     log = setup_logging(sm.log[0])
     p = sm.params
     seed_everything(p.seed)
-    device = pick_device(sm.resources.get("gpu", 0))
+    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
     model, tok, manifest = models.load(sm.input.model, device=device)
     texts = io.read_table(sm.input.texts, columns=None, required=["text_id", "text"])
     meta = {"model": p.model, "model_source": manifest.get("source", {}), "revision":

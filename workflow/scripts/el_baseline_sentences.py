@@ -18,7 +18,7 @@ def main(sm):
     sentences = io.read_table(sm.input.sentences, required=["text_id", "text"])
     membership = io.read_table(sm.input.membership, required=["concept", "text_id", "label"])
     by_concept = baselines.positive_sentences(sentences, membership)
-    device = pick_device(sm.resources.get("gpu", 0))
+    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
     vectors = baselines.sentence_vectors(by_concept, device=device)
     missing = [c for c in by_concept if c not in vectors]
     df = baselines.cosine_pairs(vectors, "minilm")

@@ -19,8 +19,7 @@ def main(sm):
     log = setup_logging(sm.log[0])
     p = sm.params
     seed_everything(p.seed)
-    torch.set_num_threads(max(1, sm.threads))  # the rule's threads; oversubscribed CPUs slow generate() ~9x
-    device = pick_device(sm.resources.get("gpu", 0))
+    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
     model, tok, manifest = models.load(sm.input.model, device=device)
     table = io.read_table(sm.input.concepts, required=["concept", "kept"])
     kept = table.concept[table.kept].tolist()

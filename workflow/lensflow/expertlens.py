@@ -1,0 +1,128 @@
+"""ExpertLens from cached responses to similarity: the steps between the cache and the statistics.
+
+  responses (cache, one column per module)  + membership (concept, text_id, label)
+    -> expertise: per concept and unit, AP of the unit's max-pooled response (positive vs negative)
+    -> AP matrix [n_concepts, n_units] -> expert sets per tau -> Jaccard; cosine of AP vectors
+Similarities are kept in one long format shared with the baselines:
+  concept_a, concept_b (a < b), measure, value, both_empty
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from .cache import read_pooled
+from .expertise import count_above, expertise_table
+from .io import TableError, read_metadata
+from .similarity import cosine_matrix, expert_sets, jaccard_matrix
+
+LAYER = re.compile(r"\.(\d+)\.")
+
+
+def module_layer(module: str) -> int:
+    """Block index from a module name (`model.layers.3.mlp.down_proj` -> 3; -1 if none)."""
+    m = LAYER.search(module + ".")
+    return int(m.group(1)) if m else -1
+
+
+def module_kind(module: str) -> str:
+    """The module's type within its block (`model.layers.3.mlp.down_proj` -> `mlp.down_proj`)."""
+    m = LAYER.search(module + ".")
+    return module[m.end():] if m else module
+
+
+def compute_expertise(cache_path, membership: pd.DataFrame) -> pd.DataFrame:
+    """Expertise of every unit for every concept, one module at a time (memory: bank x one module).
+
+    membership: concept, text_id, label ("positive" / "negative"), as written by the concept stage.
+    Returns concept, module, layer, kind, unit, ap, off_mean, on_p50, on_p90.
+    """
+    modules = read_metadata(cache_path).get("modules")
+    if not modules:
+        raise TableError(f"{cache_path}: no `modules` in its metadata; not an activation cache")
+    out = []
+    for module in modules:
+        text_ids, acts = read_pooled(cache_path, [module])
+        x = acts[module]  # [n_texts, d]
+        row = pd.Series(np.arange(len(text_ids)), index=text_ids)
+        index = pd.DataFrame({"module": module, "layer": module_layer(module), "kind": module_kind(module),
+                              "unit": np.arange(x.shape[1])})
+        for concept, rows in membership.groupby("concept", sort=True):
+            missing = set(rows["text_id"]) - set(row.index)
+            if missing:
+                raise TableError(f"{cache_path}: no responses for {len(missing)} sentences of concept {concept!r}")
+            scores = x[row[rows["text_id"]].to_numpy()]  # [n_sentences, d]
+            table = expertise_table(scores, (rows["label"] == "positive").to_numpy(), index)
+            table.insert(0, "concept", concept)
+            out.append(table)
+    df = pd.concat(out, ignore_index=True)
+    for col in ("ap", "off_mean", "on_p50", "on_p90"):
+        df[col] = df[col].astype(np.float32)
+    return df
+
+
+def ap_matrix(expertise: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """(concepts, AP [n_concepts, n_units]) with units in one fixed order for every concept."""
+    wide = expertise.pivot_table(index="concept", columns=["module", "unit"], values="ap", sort=True)
+    return list(wide.index), wide.to_numpy(dtype=np.float64)
+
+
+def expert_counts(expertise: pd.DataFrame, grid: np.ndarray) -> pd.DataFrame:
+    """Number of units with AP > t for each concept and t on the grid (the anchor's count curve)."""
+    rows = [
+        pd.DataFrame({"concept": concept, "tau": grid, "n_experts": count_above(g["ap"].to_numpy(), grid)})
+        for concept, g in expertise.groupby("concept", sort=True)
+    ]
+    return pd.concat(rows, ignore_index=True)
+
+
+def expert_location(expertise: pd.DataFrame, taus) -> pd.DataFrame:
+    """Where experts sit: number of (concept, unit) experts per tau, layer and module kind."""
+    rows = []
+    for tau in taus:
+        e = expertise[expertise["ap"] > tau]
+        g = e.groupby(["layer", "kind"]).size().rename("n_experts").reset_index()
+        g.insert(0, "tau", tau)
+        rows.append(g)
+    out = pd.concat(rows, ignore_index=True)
+    total = out.groupby("tau")["n_experts"].transform("sum")
+    out["fraction"] = out["n_experts"] / total.where(total > 0)
+    return out
+
+
+def _upper(names, matrix, measure, both_empty=None) -> pd.DataFrame:
+    """Long format of a symmetric [c, c] matrix: one row per unordered pair, concept_a < concept_b."""
+    order = np.argsort(names)
+    names = np.asarray(names)[order]
+    matrix = matrix[np.ix_(order, order)]
+    i, j = np.triu_indices(len(names), k=1)
+    return pd.DataFrame({
+        "concept_a": names[i], "concept_b": names[j], "measure": measure, "value": matrix[i, j],
+        "both_empty": False if both_empty is None else both_empty[np.ix_(order, order)][i, j],
+    })
+
+
+def similarities(concepts: list[str], ap: np.ndarray, taus) -> pd.DataFrame:
+    """Jaccard of expert sets at every tau ("jaccard@0.5", ...) and the cosine of AP vectors."""
+    out = []
+    for tau in taus:
+        masks, _ = expert_sets(ap, tau)
+        jac, empty = jaccard_matrix(masks)
+        out.append(_upper(concepts, jac, f"jaccard@{tau:g}", empty))
+    out.append(_upper(concepts, cosine_matrix(ap), "cosine_ap"))
+    return pd.concat(out, ignore_index=True)
+
+
+def covered_pairs(similarity: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Join human pairs (word_a, word_b, score) onto one measure's similarities, in either order.
+
+    A pair counts when both words are concepts; a pair listed twice keeps its mean score.
+    """
+    a = np.minimum(pairs["word_a"].str.lower(), pairs["word_b"].str.lower())
+    b = np.maximum(pairs["word_a"].str.lower(), pairs["word_b"].str.lower())
+    human = pd.DataFrame({"concept_a": a, "concept_b": b, "human": pairs["score"]})
+    human = human[human["concept_a"] != human["concept_b"]].groupby(["concept_a", "concept_b"], as_index=False).mean()
+    return similarity.merge(human, on=["concept_a", "concept_b"], how="inner")

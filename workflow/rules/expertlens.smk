@@ -1,0 +1,365 @@
+# ExpertLens (Fedzechkina et al.): concept sentence sets -> unit responses -> expertise (AP) ->
+# experts per tau -> Jaccard similarity -> alignment with human judgments, against baselines.
+
+
+rule el_concepts:
+    input:
+        corpora=[f"results/data/{c}.parquet" for c in EL["corpora"]],
+        pairs=[f"results/data/{p}.parquet" for p in EL["pairs"]],
+    output:
+        sentences="results/expertlens/mined_sentences.parquet",
+        concepts="results/expertlens/concepts.parquet",
+    log:
+        "results/logs/expertlens/concepts.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=job_resources("cpu_job")["mem_mb"],
+        runtime=job_resources("cpu_job")["runtime"],
+    params:
+        min_positive=EL["min_positive"],
+        max_concepts=EL["max_concepts"],
+        min_chars=EL["sentence_chars"][0],
+        max_chars=EL["sentence_chars"][1],
+    script:
+        "../scripts/el_concepts.py"
+
+
+rule el_dataset_mined:
+    input:
+        sentences="results/expertlens/mined_sentences.parquet",
+        concepts="results/expertlens/concepts.parquet",
+    output:
+        sentences="results/expertlens/datasets/{dataset}/sentences.parquet",
+        membership="results/expertlens/datasets/{dataset}/membership.parquet",
+    log:
+        "results/logs/expertlens/datasets/{dataset}.log",
+    wildcard_constraints:
+        dataset=registry_choice(el_datasets("mined")) or "^$",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=job_resources("cpu_job")["mem_mb"],
+        runtime=job_resources("cpu_job")["runtime"],
+    params:
+        n_positive=lambda wc: el_dataset(wc.dataset)["n_positive"],
+        n_negative=lambda wc: el_dataset(wc.dataset)["n_negative"],
+        corpora=EL["corpora"],
+        seed=config["seed"],
+    script:
+        "../scripts/el_mined.py"
+
+
+rule el_dataset_generated:
+    input:
+        model=lambda wc: model_dir(el_dataset(wc.dataset)["generator"]),
+        concepts="results/expertlens/concepts.parquet",
+    output:
+        sentences="results/expertlens/datasets/{dataset}/sentences.parquet",
+        membership="results/expertlens/datasets/{dataset}/membership.parquet",
+    log:
+        "results/logs/expertlens/datasets/{dataset}.log",
+    benchmark:
+        "results/benchmarks/expertlens/datasets/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=registry_choice(el_datasets("generated")) or "^$",
+    conda:
+        "../../envs/torch.yaml"
+    threads: job_resources("gpu_job")["threads"]
+    resources:
+        gpu=1,
+        mem_mb=job_resources("gpu_job")["mem_mb"],
+        runtime=job_resources("gpu_job")["runtime"],
+    params:
+        generator=lambda wc: el_dataset(wc.dataset)["generator"],
+        n_positive=lambda wc: el_dataset(wc.dataset)["n_positive"],
+        n_negative=lambda wc: el_dataset(wc.dataset)["n_negative"],
+        min_positive=lambda wc: min(
+            EL["min_positive"], el_dataset(wc.dataset)["n_positive"]
+        ),
+        prompt=lambda wc: el_dataset(wc.dataset)["prompt"],
+        max_new_tokens=lambda wc: el_dataset(wc.dataset)["max_new_tokens"],
+        temperature=lambda wc: el_dataset(wc.dataset)["temperature"],
+        top_p=lambda wc: el_dataset(wc.dataset)["top_p"],
+        batch_size=lambda wc: el_dataset(wc.dataset)["batch_size"],
+        seed=config["seed"],
+    script:
+        "../scripts/el_generated.py"
+
+
+rule el_expertise:
+    input:
+        responses="results/activations/{model}/el-{dataset}/el-units.parquet",
+        membership="results/expertlens/datasets/{dataset}/membership.parquet",
+    output:
+        expertise="results/expertlens/{model}/{dataset}/expertise.parquet",
+        counts="results/expertlens/{model}/{dataset}/counts.parquet",
+        location="results/expertlens/{model}/{dataset}/location.parquet",
+    log:
+        "results/logs/expertlens/{model}/{dataset}/expertise.log",
+    benchmark:
+        "results/benchmarks/expertlens/{model}/{dataset}/expertise.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=job_resources("cpu_job")["mem_mb"],
+        runtime=job_resources("cpu_job")["runtime"],
+    params:
+        model=lambda wc: wc.model,
+        dataset=lambda wc: wc.dataset,
+        taus=EL["taus"],
+        tau_grid=EL["tau_grid"],
+        seed=config["seed"],
+    script:
+        "../scripts/el_expertise.py"
+
+
+rule el_similarity:
+    input:
+        expertise="results/expertlens/{model}/{dataset}/expertise.parquet",
+    output:
+        "results/expertlens/{model}/{dataset}/similarity.parquet",
+    log:
+        "results/logs/expertlens/{model}/{dataset}/similarity.log",
+    conda:
+        "../../envs/analysis.yaml"
+    resources:
+        mem_mb=job_resources("cpu_job")["mem_mb"],
+        runtime=job_resources("cpu_job")["runtime"],
+    params:
+        model=lambda wc: wc.model,
+        dataset=lambda wc: wc.dataset,
+        taus=EL["taus"],
+        seed=config["seed"],
+    script:
+        "../scripts/el_similarity.py"
+
+
+rule el_baseline_glove:
+    input:
+        concepts="results/expertlens/concepts.parquet",
+    output:
+        "results/expertlens/baselines/glove.parquet",
+    log:
+        "results/logs/expertlens/baselines/glove.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/el_baseline_words.py"
+
+
+rule el_baseline_minilm:
+    input:
+        sentences="results/expertlens/datasets/{dataset}/sentences.parquet",
+        membership="results/expertlens/datasets/{dataset}/membership.parquet",
+    output:
+        "results/expertlens/baselines/minilm/{dataset}.parquet",
+    log:
+        "results/logs/expertlens/baselines/minilm/{dataset}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: job_resources("gpu_job")["threads"]
+    resources:
+        gpu=1,
+        mem_mb=job_resources("gpu_job")["mem_mb"],
+        runtime=job_resources("gpu_job")["runtime"],
+    script:
+        "../scripts/el_baseline_sentences.py"
+
+
+rule el_baseline_embedding:
+    input:
+        model=lambda wc: model_dir(wc.model),
+        concepts="results/expertlens/concepts.parquet",
+    output:
+        "results/expertlens/baselines/input_embedding/{model}.parquet",
+    log:
+        "results/logs/expertlens/baselines/input_embedding/{model}.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        model=lambda wc: wc.model,
+    script:
+        "../scripts/el_baseline_embeddings.py"
+
+
+rule el_alignment:
+    input:
+        similarities=lambda wc: list(el_similarity_sources().values()),
+        pairs=[f"results/data/{p}.parquet" for p in EL["pairs"]],
+        manifests=lambda wc: [model_dir(m) for m, _ in el_runs()],
+    output:
+        table="results/expertlens/alignment.parquet",
+        csv="results/tables/expertlens_alignment.csv",
+        md="results/tables/expertlens_alignment.md",
+    log:
+        "results/logs/expertlens/alignment.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        labels=lambda wc: list(el_similarity_sources()),
+        pairs=EL["pairs"],
+        run_models=lambda wc: [m for m, _ in el_runs()],
+        n_boot=EL["n_boot"],
+        seed=config["seed"],
+    script:
+        "../scripts/el_alignment.py"
+
+
+rule el_stability:
+    input:
+        similarities=lambda wc: [
+            f"results/expertlens/{m}/{d}/similarity.parquet"
+            for m in EL["models"]
+            for d in EL["datasets"]
+        ],
+    output:
+        table="results/expertlens/stability.parquet",
+        csv="results/tables/expertlens_stability.csv",
+        md="results/tables/expertlens_stability.md",
+    log:
+        "results/logs/expertlens/stability.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        runs=[(m, d) for m in EL["models"] for d in EL["datasets"]],
+        n_boot=EL["n_boot"],
+        seed=config["seed"],
+    script:
+        "../scripts/el_stability.py"
+
+
+rule el_causal:
+    input:
+        model=lambda wc: model_dir(wc.model),
+        expertise="results/expertlens/{model}/{dataset}/expertise.parquet",
+    output:
+        table="results/expertlens/{model}/{dataset}/causal_table.parquet",
+        summary="results/expertlens/{model}/{dataset}/causal_summary.parquet",
+    log:
+        "results/logs/expertlens/{model}/{dataset}/causal.log",
+    benchmark:
+        "results/benchmarks/expertlens/{model}/{dataset}/causal.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: job_resources("gpu_job")["threads"]
+    resources:
+        gpu=1,
+        mem_mb=job_resources("gpu_job")["mem_mb"],
+        runtime=job_resources("gpu_job")["runtime"],
+    params:
+        concepts=[],
+        n_concepts=EL["causal"]["n_concepts"],
+        k=EL["causal"]["k"],
+        n_random=EL["causal"]["n_random"],
+        max_new_tokens=EL["causal"]["max_new_tokens"],
+        n_samples=EL["causal"]["n_samples"],
+        hook=EL["cache"]["hook"],
+        seed=config["seed"],
+    script:
+        "../scripts/el_causal.py"
+
+
+rule el_domains:
+    input:
+        similarity="results/expertlens/{model}/{dataset}/similarity.parquet",
+    output:
+        table="results/expertlens/{model}/{dataset}/domains.parquet",
+        png=report(
+            "results/figures/expertlens/domains_{model}_{dataset}.png",
+            caption="../report/el_domains.rst",
+            category="ExpertLens",
+            subcategory="Domains",
+        ),
+        pdf="results/figures/expertlens/domains_{model}_{dataset}.pdf",
+    log:
+        "results/logs/expertlens/{model}/{dataset}/domains.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        model=lambda wc: wc.model,
+        dataset=lambda wc: wc.dataset,
+        tau=min(EL["taus"]),
+        categories=EL.get("categories", ""),
+        n_clusters=0,
+        seed=config["seed"],
+    script:
+        "../scripts/el_domains.py"
+
+
+rule el_tables:
+    input:
+        concepts="results/expertlens/concepts.parquet",
+        memberships=[
+            f"results/expertlens/datasets/{d}/membership.parquet"
+            for d in EL["datasets"]
+        ],
+        domains=[
+            f"results/expertlens/{m}/{d}/domains.parquet"
+            for m in EL["models"]
+            for d in EL["datasets"]
+        ],
+        causal=[
+            f"results/expertlens/{m}/{next(iter(EL['datasets']))}/causal_summary.parquet"
+            for m in EL["models"]
+        ],
+    output:
+        concepts_csv="results/tables/expertlens_concepts.csv",
+        concepts_md="results/tables/expertlens_concepts.md",
+        domains_csv="results/tables/expertlens_domains.csv",
+        domains_md="results/tables/expertlens_domains.md",
+        causal_csv="results/tables/expertlens_causal.csv",
+        causal_md="results/tables/expertlens_causal.md",
+    log:
+        "results/logs/expertlens/tables.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        datasets=list(EL["datasets"]),
+        models=EL["models"],
+    script:
+        "../scripts/el_tables.py"
+
+
+rule el_claims:
+    input:
+        alignment="results/expertlens/alignment.parquet",
+        stability="results/expertlens/stability.parquet",
+        similarities=lambda wc: list(el_similarity_sources().values()),
+        pairs=[f"results/data/{p}.parquet" for p in EL["pairs"]],
+        counts=lambda wc: [
+            f"results/expertlens/{m}/{d}/counts.parquet"
+            for m in EL["models"]
+            for d in EL["datasets"]
+        ],
+        causal=[
+            f"results/expertlens/{m}/{next(iter(EL['datasets']))}/causal_summary.parquet"
+            for m in EL["models"]
+        ],
+        domains=[
+            f"results/expertlens/{m}/{d}/domains.parquet"
+            for m in EL["models"]
+            for d in EL["datasets"]
+        ],
+    output:
+        csv=report(
+            "results/tables/expertlens_claims.csv",
+            caption="../report/el_claims.rst",
+            category="ExpertLens",
+            subcategory="Claims",
+        ),
+        md="results/tables/expertlens_claims.md",
+    log:
+        "results/logs/expertlens/claims.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        labels=lambda wc: list(el_similarity_sources()),
+        pairs=EL["pairs"],
+        taus=EL["taus"],
+        measure=f"jaccard@{min(EL['taus']):g}",
+        models=EL["models"],
+        n_boot=EL["n_boot"],
+        seed=config["seed"],
+    script:
+        "../scripts/el_claims.py"
