@@ -9,7 +9,6 @@ in the metadata). Uses CUDA when the job has a gpu and CUDA exists.
 
 import time
 
-import torch
 
 from lensflow import concepts, generate, io, models
 from lensflow.runtime import pick_device, seed_everything, setup_logging
