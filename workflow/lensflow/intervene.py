@@ -1,0 +1,365 @@
+"""The causal check (ExpertLens item 12, after selfcond): force units, measure the concept.
+
+Experts of a concept are forced to their typical positive response (`on_p50`, the median max-pooled
+response on the concept's positive sentences) at every position of every forward, and we measure
+how likely the model then is to produce the concept word after neutral prompts. The control forces
+k random non-expert units of the same modules to *their own* on_p50 values, so that "some units were
+pushed to a typical high value" is matched and only "which units" differs.
+
+Two measures:
+  concept_probability  exact P(" word" | prompt), the product of the word's sub-token conditional
+                       probabilities, teacher-forced in one batched forward. No sampling noise.
+  generation_rate      selfcond's measure: the fraction of sampled continuations that contain the
+                       word as a whole word (case-insensitive). Noisy, but it is what was reported.
+
+Statistics (`summarise`): per condition the mean over prompts with a t-based 95% CI; the paired
+per-prompt differences experts - random and experts - baseline with a t CI and a two-sided
+Wilcoxon signed-rank p-value (probabilities are skewed across prompts, so a rank test is safer than
+a paired t-test); the ratio of means experts/baseline with a seeded percentile bootstrap over prompts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+log = logging.getLogger("lensflow")
+
+# Neutral prompt starts: no concept in sight, and many plausible continuations.
+NEUTRAL_PROMPTS = [
+    "Once upon a time",
+    "I think that",
+    "The next day",
+    "In the morning",
+    "She said that",
+    "My favourite thing is",
+    "He looked at the",
+    "We went to the",
+    "It was a",
+    "They talked about the",
+    "The best part was the",
+    "Yesterday I saw a",
+    "This is a story about",
+    "Let me tell you about the",
+    "Everyone knows that",
+    "At the end of the day",
+    "There was a",
+    "I would like to",
+    "The picture shows a",
+    "When I was young",
+]
+
+
+# --------------------------------------------------------------------------- forcing units
+
+def _overwrite(x: torch.Tensor, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+    """A copy of x [..., d] with x[..., idx] = val at every position (a copy: the original may be
+    a tensor another part of the model still reads, e.g. the residual stream)."""
+    x = x.clone()
+    x[..., idx] = val.to(device=x.device, dtype=x.dtype)  # val [n_units] broadcasts over batch, pos
+    return x
+
+
+def _grouped(units: pd.DataFrame) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{module: (unit indices [n] long, values [n] float)}; a unit listed twice is an error."""
+    missing = {"module", "unit", "value"} - set(units.columns)
+    if missing:
+        raise ValueError(f"force_units needs columns module, unit, value; missing {sorted(missing)}")
+    if units.duplicated(["module", "unit"]).any():
+        raise ValueError("force_units: a (module, unit) pair is listed twice")
+    return {name: (torch.tensor(g["unit"].to_numpy(np.int64)), torch.tensor(g["value"].to_numpy(np.float32)))
+            for name, g in units.groupby("module", sort=False)}
+
+
+@contextmanager
+def force_units(model: torch.nn.Module, units: pd.DataFrame, hook: str = "input"):
+    """Within the block, every forward sees units[module, unit] := value at every position.
+
+    hook="input" rewrites the module's first positional input (for `*.mlp.down_proj` these are the
+    MLP neurons) with a forward pre-hook; hook="output" rewrites what the module returns with a
+    forward hook. Each call forces whatever positions it is given, so KV-cache generation (one new
+    position per step) is forced at every step. The hooks are removed in a finally block.
+    """
+    if hook not in ("input", "output"):
+        raise ValueError(f"hook must be 'input' or 'output', got {hook!r}")
+    modules = dict(model.named_modules())
+    groups = _grouped(units)
+    unknown = [n for n in groups if n not in modules]
+    if unknown:
+        raise KeyError(f"force_units: no module named {unknown[:5]} in {type(model).__name__}")
+    handles = []
+    try:
+        for name, (idx, val) in groups.items():
+            if hook == "input":
+                def pre(mod, args, idx=idx, val=val):
+                    if not args:
+                        raise RuntimeError("force_units(hook='input') needs the input passed positionally")
+                    return (_overwrite(args[0], idx, val), *args[1:])
+                handles.append(modules[name].register_forward_pre_hook(pre))
+            else:
+                def post(mod, args, out, idx=idx, val=val):
+                    if isinstance(out, tuple):  # blocks return (hidden, ...): force the hidden state
+                        return (_overwrite(out[0], idx, val), *out[1:])
+                    return _overwrite(out, idx, val)
+                handles.append(modules[name].register_forward_hook(post))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# --------------------------------------------------------------------------- measures
+
+def word_ids(tokenizer, word: str) -> list[int]:
+    """Token ids of " word" (leading space: the word as it follows a prompt mid-sentence)."""
+    ids = tokenizer(" " + word, add_special_tokens=False).input_ids
+    if not ids:
+        raise ValueError(f"word {word!r} tokenizes to nothing")
+    return ids
+
+
+@torch.inference_mode()
+def concept_logprob(model, tokenizer, prompts: list[str], word: str, device="cpu",
+                    batch_size: int = 32) -> np.ndarray:
+    """log P(" word" | prompt) per prompt [n_prompts], float64.
+
+    Sequences prompt + word are right-padded, so each row's real tokens keep positions 0..L-1;
+    the logits at positions len(prompt)-1 .. len(prompt)+m-2 predict the m word tokens.
+    """
+    target = word_ids(tokenizer, word)
+    m = len(target)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out = np.empty(len(prompts), dtype=np.float64)
+    for start in range(0, len(prompts), batch_size):
+        chunk = [tokenizer(p).input_ids for p in prompts[start:start + batch_size]]
+        lengths = torch.tensor([len(c) for c in chunk])  # [b]
+        width = int(lengths.max()) + m
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # [b, width]
+        mask = torch.zeros_like(ids)
+        for i, c in enumerate(chunk):
+            ids[i, :len(c) + m] = torch.tensor(c + target)
+            mask[i, :len(c) + m] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits  # [b, width, vocab]
+        pos = (lengths - 1)[:, None] + torch.arange(m)[None, :]  # [b, m] positions predicting the word
+        logp = torch.log_softmax(logits.float(), dim=-1)  # [b, width, vocab]
+        picked = logp[torch.arange(len(chunk))[:, None], pos.to(device), torch.tensor(target, device=device)[None, :]]
+        out[start:start + len(chunk)] = picked.double().sum(dim=1).cpu().numpy()  # [b]
+    return out
+
+
+def concept_probability(model, tokenizer, prompts: list[str], word: str, device="cpu",
+                        batch_size: int = 32) -> np.ndarray:
+    """P(" word" | prompt) per prompt [n_prompts]: product of the sub-tokens' conditional probabilities."""
+    return np.exp(concept_logprob(model, tokenizer, prompts, word, device, batch_size))
+
+
+def contains_word(text: str, word: str) -> bool:
+    """Whole-word, case-insensitive match ("cat" in "The Cat." but not in "cats" or "concat")."""
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, flags=re.IGNORECASE) is not None
+
+
+@torch.inference_mode()
+def generate_samples(model, tokenizer, prompts: list[str], max_new_tokens: int = 20, n_samples: int = 10,
+                     seed: int = 0, device="cpu", batch_size: int = 256, top_p: float = 1.0) -> list[list[str]]:
+    """n_samples sampled continuations per prompt (texts of the new tokens only).
+
+    Plain ancestral sampling (temperature 1, no top-k; top_p=1 unless asked), so the rate estimates
+    the model's own distribution. Rows are left-padded by hand (the tokenizer's padding side is left
+    alone). The RNG is forked and seeded, so a call is deterministic given the seed and batch_size
+    and does not disturb the caller's random state. Keep batch_size >= n_prompts * n_samples where
+    memory allows: on CPU each decoding step has a large fixed cost, so one batch of 200 rows took
+    half the CPU time of four batches of <= 64 (SmolLM2-135M).
+    """
+    from transformers import GenerationConfig
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = model.generation_config.eos_token_id
+    eos = tokenizer.eos_token_id if eos is None else eos
+    cfg = GenerationConfig(do_sample=True, max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=top_p,
+                           pad_token_id=pad, eos_token_id=eos)
+    rows = [(i, tokenizer(p).input_ids) for i, p in enumerate(prompts) for _ in range(n_samples)]
+    texts: list[list[str]] = [[] for _ in prompts]
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            width = max(len(ids) for _, ids in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # [b, width], left padded
+            mask = torch.zeros_like(ids)
+            for r, (_, c) in enumerate(chunk):
+                ids[r, width - len(c):] = torch.tensor(c)
+                mask[r, width - len(c):] = 1
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=cfg)
+            new = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)  # [b] texts
+            for (i, _), text in zip(chunk, new):
+                texts[i].append(text)
+    return texts
+
+
+def generation_rate(model, tokenizer, prompts: list[str], word: str, max_new_tokens: int = 20,
+                    n_samples: int = 10, seed: int = 0, device="cpu", batch_size: int = 256,
+                    top_p: float = 1.0) -> np.ndarray:
+    """Per prompt [n_prompts], the fraction of n_samples continuations containing the word."""
+    texts = generate_samples(model, tokenizer, prompts, max_new_tokens, n_samples, seed, device, batch_size, top_p)
+    return np.array([np.mean([contains_word(t, word) for t in ts]) for ts in texts])
+
+
+# --------------------------------------------------------------------------- the experiment
+
+def pick_units(expertise: pd.DataFrame, k: int, n_random: int, seed: int = 0,
+               stratify: bool = False) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """(top-k units by AP, n_random draws of k non-experts from the experts' modules).
+
+    Ties in AP are broken by (module, unit) so the choice does not depend on row order. Random
+    units are drawn without replacement, uniformly from all units of the modules holding an expert,
+    minus the experts; with stratify=True each module gives as many random units as it has experts
+    (a layer-matched control).
+    """
+    table = expertise.sort_values(["ap", "module", "unit"], ascending=[False, True, True], kind="stable")
+    if len(table) < 2 * k:
+        raise ValueError(f"need at least 2k={2 * k} units, the expertise table has {len(table)}")
+    experts = table.iloc[:k]
+    rest = table.iloc[k:]
+    pool = rest[rest["module"].isin(set(experts["module"]))]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_random):
+        if stratify:
+            parts = []
+            for name, n in experts["module"].value_counts(sort=False).items():
+                cand = pool[pool["module"] == name]
+                if len(cand) < n:
+                    raise ValueError(f"module {name}: {n} experts but only {len(cand)} other units")
+                parts.append(cand.iloc[rng.choice(len(cand), n, replace=False)])
+            draws.append(pd.concat(parts))
+        else:
+            if len(pool) < k:
+                raise ValueError(f"only {len(pool)} non-expert units in the experts' modules, need k={k}")
+            draws.append(pool.iloc[rng.choice(len(pool), k, replace=False)])
+    return experts, draws
+
+
+def _measure(model, tokenizer, prompts, word, units, hook, device, batch_size, gen) -> dict[str, np.ndarray]:
+    """The per-prompt measures with `units` forced (None: no intervention)."""
+    forced = units[["module", "unit"]].assign(value=units["on_p50"]) if units is not None else None
+
+    def run():
+        res = {"logp": concept_logprob(model, tokenizer, prompts, word, device, batch_size)}
+        res["p"] = np.exp(res["logp"])
+        if gen:
+            res["gen_rate"] = generation_rate(model, tokenizer, prompts, word, device=device, **gen)
+        return res
+
+    if forced is None:
+        return run()
+    with force_units(model, forced, hook):
+        return run()
+
+
+def causal_effect(model, tokenizer, expertise_concept: pd.DataFrame, concept: str, prompts: list[str] | None = None,
+                  k: int = 50, n_random: int = 5, seed: int = 0, hook: str = "input", device="cpu",
+                  batch_size: int = 32, word: str | None = None, max_new_tokens: int = 20, n_samples: int = 0,
+                  top_p: float = 1.0, gen_batch_size: int = 256, stratify: bool = False, n_boot: int = 2000) -> dict:
+    """Force the top-k experts vs k random units vs nothing; measure the concept word after prompts.
+
+    expertise_concept: one concept's rows [module, unit, ap, on_p50] for all candidate units.
+    n_samples=0 skips the generation measure, which costs ~40x the exact one (SmolLM2-135M, 2 CPU
+    cores: ~2.7 CPU-s per condition for the exact measure, ~120 CPU-s for 20 prompts x 10 samples x
+    20 tokens) and resolves rates only in steps of 1/(prompts*samples). Every condition's generation
+    uses the same seed (common random numbers), so paired differences are not inflated by sampling noise.
+    Returns {"table": per-prompt rows (condition baseline/experts/random, draw -1 or 0..n_random-1),
+             "summary": `summarise` of it, "experts": the forced experts, "random": the draws}.
+    """
+    prompts = list(prompts or NEUTRAL_PROMPTS)
+    word = word or concept
+    experts, draws = pick_units(expertise_concept, k, n_random, seed, stratify)
+    gen = dict(max_new_tokens=max_new_tokens, n_samples=n_samples, seed=seed, top_p=top_p,
+               batch_size=gen_batch_size) if n_samples else None
+    args = (model, tokenizer, prompts, word)
+    runs = [("baseline", -1, None), ("experts", -1, experts)] + [("random", d, u) for d, u in enumerate(draws)]
+    frames = []
+    for condition, draw, units in runs:
+        res = _measure(*args, units, hook, device, batch_size, gen)
+        frames.append(pd.DataFrame({"concept": concept, "word": word, "condition": condition, "draw": draw,
+                                    "prompt_id": np.arange(len(prompts)), "prompt": prompts, **res}))
+        log.info("%s %s%s: mean p=%.3g%s", concept, condition, f"[{draw}]" if draw >= 0 else "", res["p"].mean(),
+                 f", gen_rate={res['gen_rate'].mean():.3f}" if gen else "")
+    table = pd.concat(frames, ignore_index=True)
+    summary = summarise(table, k=k, n_random=n_random, seed=seed, n_boot=n_boot)
+    return {"table": table, "summary": summary, "experts": experts, "random": draws}
+
+
+# --------------------------------------------------------------------------- statistics
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): mean ± t_{n-1} * sd / sqrt(n); NaN bounds with fewer than 2 values."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return mean, mean - half, mean + half
+
+
+def wilcoxon_p(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences; NaN when all are zero."""
+    d = np.asarray(d, dtype=np.float64)
+    if not np.any(d != 0):
+        return np.nan
+    return float(stats.wilcoxon(d).pvalue)
+
+
+def ratio_interval(num: np.ndarray, den: np.ndarray, seed: int = 0, n_boot: int = 2000,
+                   level: float = 0.95) -> tuple[float, float, float]:
+    """(mean(num)/mean(den), percentile bootstrap CI), resampling prompts (pairs kept together)."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(num), size=(n_boot, len(num)))  # [n_boot, n_prompts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = num.mean() / den.mean()
+        boot = num[idx].mean(axis=1) / den[idx].mean(axis=1)  # [n_boot]
+    # inverted_cdf picks observed values, so a bootstrap ratio of inf (baseline mean 0) stays an honest
+    # inf bound instead of turning into NaN by interpolation; 0/0 resamples are dropped.
+    q = [0.5 - level / 2, 0.5 + level / 2]
+    lo, hi = np.nanquantile(boot, q, method="inverted_cdf") if not np.isnan(boot).all() else (np.nan, np.nan)
+    return float(point), float(lo), float(hi)
+
+
+def summarise(table: pd.DataFrame, k: int, n_random: int, seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
+    """Tidy summary, one row per (concept, measure, condition).
+
+    Conditions: baseline, experts, random (per prompt the mean over draws, then over prompts),
+    experts-random and experts-baseline (paired per prompt; t CI, Wilcoxon p), experts/baseline
+    (ratio of means, bootstrap CI; not for the log-probability). random_sd is the SD of the per-draw
+    means, i.e. how much the control depends on which random units were drawn.
+    """
+    measures = [m for m in ("p", "logp", "gen_rate") if m in table.columns]
+    rows = []
+    for concept, t in table.groupby("concept", sort=False):
+        for m in measures:
+            wide = t.pivot(index="prompt_id", columns=["condition", "draw"], values=m)  # [n, conditions]
+            base, exp = wide[("baseline", -1)].to_numpy(), wide[("experts", -1)].to_numpy()
+            has_random = "random" in wide.columns.get_level_values(0)
+            rand_draws = wide["random"].to_numpy() if has_random else None  # [n, n_random]
+            rand = rand_draws.mean(axis=1) if rand_draws is not None else None
+            n = len(base)
+            cells = [("baseline", t_interval(base), np.nan), ("experts", t_interval(exp), np.nan),
+                     ("experts-baseline", t_interval(exp - base), wilcoxon_p(exp - base))]
+            if rand is not None:
+                cells += [("random", t_interval(rand), np.nan),
+                          ("experts-random", t_interval(exp - rand), wilcoxon_p(exp - rand))]
+            if m != "logp":
+                cells.append(("experts/baseline", ratio_interval(exp, base, seed, n_boot), np.nan))
+            for condition, (mean, lo, hi), p in cells:
+                rows.append({"concept": concept, "measure": m, "condition": condition, "mean": mean, "ci_low": lo,
+                             "ci_high": hi, "p_value": p, "n_prompts": n, "k": k, "n_random": n_random,
+                             "random_sd": float(rand_draws.mean(axis=0).std(ddof=1))
+                             if condition == "random" and rand_draws.shape[1] > 1 else np.nan})
+    return pd.DataFrame(rows)
