@@ -276,7 +276,8 @@ def test_el_causal_script(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main(SimpleNamespace(input=SimpleNamespace(model=str(folder), expertise=str(tmp_path / "expertise.parquet")),
-                                output=out, params=params, log=[str(tmp_path / "log")], resources={}))
+                                output=out, params=params, log=[str(tmp_path / "log")], resources={},
+                                threads=1))
     table, summary = io.read_table(out.table), io.read_table(out.summary)
     assert list(dict.fromkeys(table["concept"])) == ["dog", "film"]
     assert len(table) == 2 * len(NEUTRAL_PROMPTS) * (2 + 2)
