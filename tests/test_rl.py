@@ -1,0 +1,126 @@
+"""RL fine-tuning for the VADER task: prompts, a tiny real TRL run, and the evaluation helpers."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as sps
+
+from lensflow import models
+from lensflow.prompts import review_prompts
+from lensflow.rl_eval import reward_comparison, rolling_reward, sample_completions, word_generation_counts
+from lensflow.stats import bootstrap_mean_diff
+from tiny_models import WORDS, save_tiny, tiny_model, tiny_tokenizer
+
+
+def _corpus(n=40, seed=0):
+    """Texts of tiny-vocabulary words, so the word-level tokenizer knows every token; every
+    third one is short (under 200 characters) and must never become a prompt."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=8 if i % 3 == 0 else 60)) for i in range(n)]
+
+
+def test_review_prompts_lengths_and_determinism():
+    tok, texts = tiny_tokenizer(), _corpus()
+    prompts = review_prompts(texts, tok, n_prompts=20, min_chars=200, prompt_tokens=(2, 9), seed=3)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    assert len(prompts) == 20 and all(2 <= k <= 9 for k in lengths)
+    assert len(set(lengths)) > 3  # k really varies per prompt
+    long = [t for t in texts if len(t) > 200]
+    assert all(any(t.startswith(p) for t in long) for p in prompts)  # prefixes of long reviews only
+    assert prompts == review_prompts(texts, tok, 20, 200, (2, 9), seed=3)
+    assert prompts != review_prompts(texts, tok, 20, 200, (2, 9), seed=4)
+    # A later slice of the same order is disjoint from the first (held-out evaluation).
+    later = review_prompts(texts, tok, 6, 200, (2, 9), seed=3, start=20)
+    assert later == review_prompts(texts, tok, 26, 200, (2, 9), seed=3)[20:]
+
+
+def test_review_prompts_too_few_long_reviews():
+    with pytest.raises(ValueError, match="min_chars=200"):
+        review_prompts(_corpus(), tiny_tokenizer(), n_prompts=100, min_chars=200, seed=0)
+
+
+@pytest.fixture(scope="module")
+def lexicon():
+    return {"good": 1.9, "great": 3.1, "love": 3.2, "bad": -2.5, "awful": -2.0, "hate": -2.7}
+
+
+@pytest.mark.parametrize("method,steps", [("rloo", 2), ("grpo", 1)])
+def test_tiny_rl_run_moves_weights_and_logs(tmp_path, method, steps):
+    from lensflow.rl import TSV_COLUMNS, RLHyper, train_rl
+
+    # Every tiny word scores (distinct values): completions of a group almost surely differ in reward,
+    # so the leave-one-out advantages, and hence the gradients, are not all zero.
+    dense = {w: float(i % 7 - 3) for i, w in enumerate(WORDS)}
+    base = save_tiny(tmp_path / "base")
+    before = {k: v.clone() for k, v in tiny_model().state_dict().items()}
+    prompts = review_prompts(_corpus(), tiny_tokenizer(), 8, seed=0)
+    hyper = RLHyper(learning_rate=1e-2, batch_size=2, num_generations=2, beta=0.5, max_steps=steps,
+                    warmup_steps=0, min_new_tokens=2, max_new_tokens=4, seed=0)
+    tsv = tmp_path / "log.tsv"
+    meta = train_rl(base, tmp_path / "tuned", prompts, dense, method=method, hyper=hyper, log_path_tsv=tsv)
+
+    assert meta["steps"] == steps and meta["hyper"]["learning_rate"] == 1e-2
+    assert meta["deviations"][0] == f"PPO -> {method.upper()} (TRL >= 1.0 has no PPO)"
+    log = pd.read_csv(tsv, sep="\t")
+    assert list(log.columns) == TSV_COLUMNS and log["step"].tolist() == list(range(1, steps + 1))
+    assert log["reward_mean"].notna().all() and log["loss"].notna().all()
+    assert not (tmp_path / "log.tsv.partial").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tuned")]  # temp folder renamed away
+
+    model, tok, manifest = models.load(tmp_path / "tuned")
+    assert manifest["source"]["source"] == "finetune" and manifest["source"]["method"] == method
+    assert manifest["n_layers"] == 2
+    after = model.state_dict()
+    moved = [k for k in before if not torch.equal(before[k], after[k])]
+    assert moved, "no weight changed"
+
+
+def test_sample_completions_deterministic(tmp_path):
+    model, tok = tiny_model(), tiny_tokenizer()
+    prompts = ["the cat sat", "a very good film and"]
+    a = sample_completions(model, tok, prompts, n_samples=3, min_new_tokens=2, max_new_tokens=5, seed=7,
+                           device="cpu", batch_size=4)
+    b = sample_completions(model, tok, prompts, n_samples=3, min_new_tokens=2, max_new_tokens=5, seed=7,
+                           device="cpu", batch_size=4)
+    c = sample_completions(model, tok, prompts, n_samples=3, min_new_tokens=2, max_new_tokens=5, seed=8,
+                           device="cpu", batch_size=4)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["completion"].tolist() != c["completion"].tolist()
+    assert a["prompt_id"].tolist() == [0, 0, 0, 1, 1, 1] and a["prompt"].iloc[3] == prompts[1]
+    n_new = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in a["completion"]]
+    assert all(n <= 5 for n in n_new) and tok.padding_side == "right"  # padding side restored
+
+
+def test_reward_comparison_matches_direct():
+    rng = np.random.default_rng(0)
+    base, tuned = rng.normal(0, 1, 50), rng.normal(0.5, 1.2, 40)
+    df = reward_comparison(base, tuned, n_boot=500, seed=1).set_index("policy")
+    half = sps.t.ppf(0.975, 49) * base.std(ddof=1) / math.sqrt(50)
+    assert df.loc["base", "mean"] == pytest.approx(base.mean())
+    assert df.loc["base", "ci_low"] == pytest.approx(base.mean() - half)
+    assert df.loc["tuned", "n"] == 40
+    d = df.loc["tuned - base"]
+    assert d["mean"] == pytest.approx(tuned.mean() - base.mean())
+    assert d["p"] == pytest.approx(sps.ttest_ind(tuned, base, equal_var=False).pvalue)
+    ref = bootstrap_mean_diff(tuned, base, n_boot=500, seed=1)
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((ref.ci_low, ref.ci_high))
+
+
+def test_word_generation_counts_hand_count(lexicon):
+    texts = ["Good, GOOD and great!", "I hate bad films.", "nothing here", "love, love, love good"]
+    df = word_generation_counts(texts, lexicon)
+    got = dict(zip(df["word"], df["count"]))
+    assert got == {"good": 3, "great": 1, "hate": 1, "bad": 1, "love": 3}
+    assert df.iloc[0]["count"] == 3 and df.set_index("word").loc["bad", "value"] == -2.5
+
+
+def test_rolling_reward():
+    log = pd.DataFrame({"step": [1, 2, 3, 4], "reward_mean": [1.0, np.nan, 3.0, 5.0]})
+    r = rolling_reward(log, window=2)
+    assert r["step"].tolist() == [1, 3, 4] and r["n"].tolist() == [1, 2, 2]
+    assert r["rolling_mean"].tolist() == [1.0, 2.0, 4.0] and np.isnan(r["ci_low"].iloc[0])
+    half = sps.t.ppf(0.975, 1) * np.std([3.0, 5.0], ddof=1) / math.sqrt(2)
+    assert r["ci_high"].iloc[2] == pytest.approx(4.0 + half)
