@@ -28,6 +28,11 @@ if EL:
     include: "workflow/rules/expertlens.smk"
 
 
+if FT:
+
+    include: "workflow/rules/finetune.smk"
+
+
 include: "workflow/rules/figures.smk"
 
 

@@ -129,3 +129,16 @@ def domain_claims(domains: pd.DataFrame) -> list[dict]:
                               verdict="untestable" if untestable else ("supported" if r.p_permutation < 0.05 else "not supported"),
                               note=r.note or ""))
     return rows
+
+
+def early_late(values: pd.Series, frac: float = 0.25, seed: int = 0) -> dict:
+    """Mean of the last `frac` of steps minus the first `frac`, with a bootstrap CI and Welch p."""
+    from .stats import bootstrap_mean_diff
+
+    v = values.dropna().to_numpy(dtype=float)
+    k = max(1, int(round(len(v) * frac)))
+    if len(v) < 2:
+        return {"early": np.nan, "late": np.nan, "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "k": k}
+    d = bootstrap_mean_diff(v[-k:], v[:k], seed=seed)
+    return {"early": float(v[:k].mean()), "late": float(v[-k:].mean()), "diff": d.diff, "ci_low": d.ci_low,
+            "ci_high": d.ci_high, "p": d.p, "k": k}

@@ -115,6 +115,30 @@ def references(cfg: dict):
         with_checkpoints = {n for n, s in cfg["models"].items() if s.get("checkpoints")}
         for i, m in enumerate(el["dynamics"]):
             yield f"expertlens.dynamics.{i}", m, "models with checkpoints", with_checkpoints
+    yield from finetune_references(cfg, set(models), texts)
+
+
+def finetune_references(cfg: dict, models: set, texts: set):
+    """Cross-references of the fine-tuning section (kept apart so `references` stays readable)."""
+    ft = cfg.get("finetune")
+    if not ft:
+        return
+    lexica = {n for n, d in cfg["data"].items() if d["kind"] == "lexicon"}
+    prefs = {n for n, d in cfg["data"].items() if d["kind"] == "preferences"} | set(ft["synthetic_preferences"])
+    for i, m in enumerate(ft["models"]):
+        yield f"finetune.models.{i}", m, "models", models
+    yield "finetune.lexicon", ft["lexicon"], "data (kind: lexicon)", lexica
+    if any(t["method"] != "dpo" for t in ft["tasks"].values()):
+        yield "finetune.reviews", ft["reviews"], "data (kind: texts)", texts
+    for name, t in ft["tasks"].items():
+        for i, m in enumerate(t.get("models", [])):
+            yield f"finetune.tasks.{name}.models.{i}", m, "models", models
+        if t["method"] == "dpo":
+            yield f"finetune.tasks.{name}.preferences", t["preferences"], "preference data or synthetic_preferences", prefs
+    for name, sp in ft["synthetic_preferences"].items():
+        yield f"finetune.synthetic_preferences.{name}.generator", sp["generator"], "models", models
+        for i, c in enumerate(sp["corpora"]):
+            yield f"finetune.synthetic_preferences.{name}.corpora.{i}", c, "data (kind: texts)", texts
 
 
 def validate_config(cfg: dict, source: str = "config") -> dict:
@@ -132,6 +156,9 @@ def validate_config(cfg: dict, source: str = "config") -> dict:
         for key, value, registry, allowed in references(cfg)
         if value not in allowed
     ]
+    clash = set(cfg.get("finetune", {}).get("synthetic_preferences", {})) & set(cfg["data"])
+    problems += [f"key 'finetune.synthetic_preferences.{n}': also a data set name (both write results/data/{n}.parquet)"
+                 for n in sorted(clash)]
     if problems:
         raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(problems))
     return cfg

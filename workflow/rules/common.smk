@@ -154,6 +154,49 @@ def el_figures():
     return figs
 
 
+# --- Learned Feedback Patterns: fine-tuning ------------------------------------------------
+FT = config.get("finetune")
+FT_RUNS = []
+if FT:
+    FT_RUNS = [
+        (m, t)
+        for t, spec in FT["tasks"].items()
+        for m in spec.get("models", FT["models"])
+    ]
+    # Tuned policies are models too: '<base>+<task>' for the shared activation cache.
+    for _m, _t in FT_RUNS:
+        MODEL_DIRS[f"{_m}+{_t}"] = f"results/finetune/{_m}/{_t}/model"
+    EXTRA_USED_MODELS += sorted({m for m, _ in FT_RUNS})
+    EXTRA_USED_MODELS += [
+        sp["generator"] for sp in FT["synthetic_preferences"].values()
+    ]
+
+
+def ft_task(task):
+    return FT["tasks"][task]
+
+
+def ft_tasks(methods):
+    return [t for t, spec in FT["tasks"].items() if spec["method"] in methods]
+
+
+def ft_preferences(task):
+    """The preference table of a DPO task (a prepared data set or a synthetic one)."""
+    return f"results/data/{ft_task(task)['preferences']}.parquet"
+
+
+def ft_targets():
+    if not FT:
+        return []
+    out = []
+    for m, t in FT_RUNS:
+        out += [
+            f"results/figures/lfp/training_{m}_{t}.png",
+            f"results/figures/lfp/divergence_{m}_{t}.png",
+        ]
+    return out + ["results/tables/lfp_finetune.md"]
+
+
 EL_TABLES = ["alignment", "stability", "domains", "causal", "claims", "concepts"]
 
 
@@ -166,6 +209,7 @@ def el_targets():
 def all_targets():
     return [
         *el_targets(),
+        *ft_targets(),
         *[f"results/data/{d}.parquet" for d in DATA],
         *activation_targets(),
         "results/tables/inventory.csv",

@@ -182,3 +182,49 @@ if EL:
             dpi=config["figures"]["dpi"],
         script:
             "../scripts/fig_el_causal.py"
+
+
+if FT:
+
+    rule fig_lfp_training:
+        input:
+            "results/finetune/{model}/{task}/train_log.tsv",
+        output:
+            png=report(
+                "results/figures/lfp/training_{model}_{task}.png",
+                caption="../report/lfp_training.rst",
+                category="Learned Feedback Patterns",
+                subcategory="Fine-tuning",
+            ),
+            pdf="results/figures/lfp/training_{model}_{task}.pdf",
+        log:
+            "results/logs/figures/lfp_training_{model}_{task}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            kind=lambda wc: "dpo" if ft_task(wc.task)["method"] == "dpo" else "rl",
+            window=5,
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_lfp_training.py"
+
+    rule fig_lfp_divergence:
+        input:
+            table="results/finetune/{model}/{task}/divergence.parquet",
+            selection="results/finetune/{model}/{task}/layers.json",
+        output:
+            png=report(
+                "results/figures/lfp/divergence_{model}_{task}.png",
+                caption="../report/lfp_divergence.rst",
+                category="Learned Feedback Patterns",
+                subcategory="Layer divergence",
+            ),
+            pdf="results/figures/lfp/divergence_{model}_{task}.pdf",
+        log:
+            "results/logs/figures/lfp_divergence_{model}_{task}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_lfp_divergence.py"
