@@ -45,12 +45,33 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.slow
-def test_tiny_end_to_end(tmp_path):
-    work = tiny_workdir(tmp_path)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole tiny DAG, run once for the tests below."""
+    work = tiny_workdir(tmp_path_factory.mktemp("tiny"))
     config = copy_config(work)
     res = snakemake(work, "--cores", "2", configfile=config)
-    assert res.returncode == 0, res.stderr[-5000:]
+    assert res.returncode == 0, res.stderr[-8000:]
+    return work, config
+
+
+def planned_jobs(output: str) -> dict:
+    """{rule: count} from a dry-run's job-stats table."""
+    jobs, on = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            on = True
+        elif on and line.strip() and not line.startswith("-"):
+            name, *count = line.split()
+            if name == "total":
+                break
+            jobs[name] = int(count[0])
+    return jobs
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end(tiny_run):
+    work, config = tiny_run
     pooled = work / "results/activations/tiny-llama/headlines/mlp-max.parquet"
     ids, acts = read_pooled(pooled)
     assert len(ids) == 24 and set(acts) == {"model.layers.0.mlp", "model.layers.1.mlp"}
@@ -64,3 +85,45 @@ def test_tiny_end_to_end(tmp_path):
         assert (work / "results/logs" / log).is_file()
     again = snakemake(work, "-n", "--cores", "2", configfile=config)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_expertlens_outputs(tiny_run):
+    work, _ = tiny_run
+    import pandas as pd
+
+    alignment = pd.read_parquet(work / "results/expertlens/alignment.parquet")
+    assert {"neurons", "baseline"} <= set(alignment["source_type"])
+    assert {"tiny-llama", "tiny-llama-3", "tiny-llama@step0", "tiny-llama@step1"} <= set(alignment["model"])
+    assert {"jaccard@0.5", "cosine_ap", "glove", "input_embedding"} <= set(alignment["measure"])
+    claims = pd.read_csv(work / "results/tables/expertlens_claims.csv")
+    assert set(claims["verdict"]) <= {"supported", "not supported", "untestable"} and len(claims) > 5
+    for fig in ("alignment", "expert_counts", "expert_layers", "stability", "scaling", "dynamics", "causal"):
+        for ext in ("png", "pdf"):
+            assert (work / f"results/figures/expertlens/{fig}.{ext}").stat().st_size > 1000
+    concepts = pd.read_csv(work / "results/tables/expertlens_concepts.csv")
+    assert concepts["reason"].notna().all()  # every candidate kept or dropped with a reason
+
+
+@pytest.mark.slow
+def test_finetune_outputs(tiny_run):
+    work, _ = tiny_run
+    import pandas as pd
+
+    table = pd.read_csv(work / "results/tables/lfp_finetune.csv")
+    assert set(table["task"]) == {"vader", "toxic"}
+    div = pd.read_parquet(work / "results/finetune/tiny-llama/vader/divergence.parquet")
+    assert len(div) == 2 and (div["divergence"] > 0).all()  # training moved every block
+    prefs = read_metadata(work / "results/data/toxic-synthetic.parquet")
+    assert prefs["synthetic"] is True
+
+
+@pytest.mark.slow
+def test_single_figure_rebuilds_alone(tiny_run):
+    work, config = tiny_run
+    fig = work / "results/figures/expertlens/scaling.png"
+    fig.unlink()
+    plan = snakemake(work, "-n", "--cores", "1", "results/figures/expertlens/scaling.png", configfile=config)
+    assert planned_jobs(plan.stdout) == {"fig_el_scaling": 1}, plan.stdout[-3000:]
+    res = snakemake(work, "--cores", "1", "fig_el_scaling", configfile=config)
+    assert res.returncode == 0 and fig.stat().st_size > 1000

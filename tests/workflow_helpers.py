@@ -23,10 +23,13 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = TINY, timeout
 
 
 def tiny_workdir(tmp: Path) -> Path:
-    """A scratch directory with the tiny model folder the tiny config names."""
+    """A scratch directory with the tiny model folders the tiny config names (checkpoints included)."""
     from tiny_models import save_tiny
 
-    save_tiny(tmp / "tiny-llama", "llama")
+    save_tiny(tmp / "tiny-llama", "llama", seed=0)
+    save_tiny(tmp / "tiny-llama" / "step0", "llama", seed=1)
+    save_tiny(tmp / "tiny-llama" / "step1", "llama", seed=2)
+    save_tiny(tmp / "tiny-llama-3", "llama", seed=3, n_layers=3)
     return tmp
 
 

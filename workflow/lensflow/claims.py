@@ -136,8 +136,8 @@ def early_late(values: pd.Series, frac: float = 0.25, seed: int = 0) -> dict:
     from .stats import bootstrap_mean_diff
 
     v = values.dropna().to_numpy(dtype=float)
-    k = max(1, int(round(len(v) * frac)))
-    if len(v) < 2:
+    k = max(2, int(round(len(v) * frac)))
+    if len(v) < 2 * k:  # fewer than two steps a side: no interval, so no verdict either
         return {"early": np.nan, "late": np.nan, "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "k": k}
     d = bootstrap_mean_diff(v[-k:], v[:k], seed=seed)
     return {"early": float(v[:k].mean()), "late": float(v[-k:].mean()), "diff": d.diff, "ci_low": d.ci_low,

@@ -58,7 +58,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 # Keys that mean something only for some sources: given elsewhere they would be silently ignored.
 SOURCE_ONLY = {
-    "models": {"id": {"hub"}, "revision": {"hub"}, "checkpoints": {"hub"}, "path": {"local"},
+    "models": {"id": {"hub"}, "revision": {"hub"}, "checkpoints": {"hub", "local"}, "path": {"local"},
                "package": {"gguf_package"}, "file": {"gguf_package"}, "assemble": {"gguf_package"}},
     "data": {"id": {"hub"}, "revision": {"hub"}, "split": {"hub"}, "config_name": {"hub"},
              "path": {"local", "package"}, "package": {"package"}},
@@ -79,12 +79,20 @@ def inapplicable_keys(cfg: dict):
 
 
 def expand_models(models: dict) -> dict:
-    """Registry name -> spec, with each `checkpoints:` revision as its own model '<name>@<rev>'."""
+    """Registry name -> spec, with each `checkpoints:` revision as its own model '<name>@<rev>'.
+
+    Hub models take the checkpoint as their revision (Pythia's `step1000`); local models as a
+    sub-folder of their path (`<path>/<rev>`), so tests can use tiny local checkpoints.
+    """
     out = {}
     for name, spec in models.items():
         out[name] = spec
+        base = {k: v for k, v in spec.items() if k != "checkpoints"}
         for rev in spec.get("checkpoints", []):
-            out[f"{name}@{rev}"] = {**{k: v for k, v in spec.items() if k != "checkpoints"}, "revision": rev}
+            if spec["source"] == "local":
+                out[f"{name}@{rev}"] = {**base, "path": f"{spec['path']}/{rev}"}
+            else:
+                out[f"{name}@{rev}"] = {**base, "revision": rev}
     return out
 
 

@@ -22,8 +22,7 @@ def main(sm):
     baselines = {}
     for (t, m, d), path in sims.items():
         if t == "baseline":
-            table = io.read_table(path)
-            baselines[(table["measure"].iloc[0], m, d)] = table
+            baselines[(io.read_metadata(path)["baseline"], m, d)] = io.read_table(path)
     pairs = {n: io.read_table(x) for n, x in zip(p.pairs, sm.input.pairs)}
     rows = claims.alignment_claims(alignment, p.measure)
     rows.append(claims.best_tau_claim(alignment, p.taus))

@@ -15,7 +15,8 @@ def main(sm):
     setup_logging(sm.log[0])
     summary = pd.concat([io.read_table(p).assign(model=m) for m, p in zip(sm.params.models, sm.input)],
                         ignore_index=True)
-    plot_causal(summary, sm.output.png, sm.output.pdf, dpi=sm.params.dpi)
+    # the figure shows the exact probability of the word; the log-probabilities are in the table
+    plot_causal(summary[summary["measure"] == "p"], sm.output.png, sm.output.pdf, dpi=sm.params.dpi)
 
 
 if __name__ == "__main__":
