@@ -99,8 +99,11 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
         "device": str(device),
     }
     writer, buffered, nbytes = None, [], 0
+    n_batches = -(-len(order) // batch_size)
     with atomic_path(out_path) as tmp, capture(model, names, spec.hook) as store, torch.inference_mode():
         for start in range(0, len(order), batch_size):
+            if (start // batch_size) % max(1, n_batches // 10) == 0:
+                log.info("batch %d/%d", start // batch_size + 1, n_batches)
             idx = order[start : start + batch_size]
             batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
             input_ids = batch["input_ids"].to(device)  # [batch, pos]
