@@ -1,0 +1,201 @@
+"""DPO fine-tuning for the LFP paper's HH and toxic tasks (§3.1), with TRL's DPOTrainer.
+
+Paper: beta 0.1, AdamW (eps 1e-8), lr 3e-5 (toxic 5e-5), batch 8, max_length 256,
+max_prompt_length 128, warmup 150 (toxic 30), 5000 steps (toxic 250); the rest TRL defaults
+(linear decay, max grad norm 1, sigmoid loss). The reference model is a frozen copy of the base.
+
+Choices where TRL 1.x differs from the TRL the paper used:
+- TRL >= 1.0 has no `max_prompt_length`; we truncate each prompt's text ourselves to its LAST
+  max_prompt_length tokens (the old default, keeping the latest turn), counted without the chat
+  template's tokens. `max_length` (prompt + answer, keep_start) is TRL's own.
+- Chat models get conversational data (prompt = user/assistant turns, answer = one assistant
+  turn) so TRL renders the chat template; HH-RLHF transcripts ("\\n\\nHuman: ... \\n\\nAssistant:")
+  are split into turns. Other models get plain text; TRL appends EOS to each answer.
+- Gradient checkpointing off (TRL turns it on; these models are small). fp32 on CPU; bf16 mixed
+  precision on a CUDA GPU that supports it unless `bf16` says otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import models
+
+log = logging.getLogger("lensflow")
+
+LOG_COLUMNS = ["step", "loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+               "learning_rate"]
+
+
+@dataclass
+class DPOHyper:
+    beta: float = 0.1
+    learning_rate: float = 3e-5
+    max_steps: int = 5000
+    batch_size: int = 8
+    max_length: int = 256
+    max_prompt_length: int = 128
+    warmup_steps: int = 150
+    gradient_accumulation_steps: int = 1
+    seed: int = 0
+    bf16: bool | None = None  # None: bf16 mixed precision on a CUDA GPU that supports it, else fp32
+
+
+_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+def to_messages(prompt: str) -> list[dict]:
+    """Chat turns of a prompt: HH-RLHF transcripts split at their Human/Assistant markers (the
+    empty trailing Assistant turn dropped); any other text is a single user turn."""
+    parts = _TURN.split("\n\n" + prompt.lstrip("\n"))  # [before, speaker, text, speaker, text, ...]
+    if len(parts) == 1:
+        return [{"role": "user", "content": prompt.strip()}]
+    msgs = [{"role": "user", "content": parts[0].strip()}] if parts[0].strip() else []
+    for speaker, text in zip(parts[1::2], parts[2::2]):
+        if text.strip():
+            msgs.append({"role": "user" if speaker == "Human" else "assistant", "content": text.strip()})
+    return msgs or [{"role": "user", "content": prompt.strip()}]
+
+
+def _keep_last_tokens(tokenizer, text: str, n: int) -> str:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= n else tokenizer.decode(ids[-n:])
+
+
+def _dataset(pairs: pd.DataFrame, tokenizer, is_chat: bool, max_prompt_length: int):
+    """A datasets.Dataset in TRL's conversational (chat) or standard (plain text) preference format."""
+    import datasets
+
+    prompts = [_keep_last_tokens(tokenizer, p, max_prompt_length) for p in pairs["prompt"].astype(str)]
+    chosen, rejected = pairs["chosen"].astype(str).tolist(), pairs["rejected"].astype(str).tolist()
+    if is_chat:
+        return datasets.Dataset.from_dict({
+            "prompt": [to_messages(p) for p in prompts],
+            "chosen": [[{"role": "assistant", "content": c.strip()}] for c in chosen],
+            "rejected": [[{"role": "assistant", "content": r.strip()}] for r in rejected],
+        })
+
+    # Plain text is concatenated as prompt + answer: make sure a word boundary separates them.
+    def join(p, a):
+        return a if (not p or p[-1].isspace() or a[:1].isspace()) else " " + a
+
+    return datasets.Dataset.from_dict({"prompt": prompts, "chosen": [join(p, c) for p, c in zip(prompts, chosen)],
+                                       "rejected": [join(p, r) for p, r in zip(prompts, rejected)]})
+
+
+def _step_logger(path: Path):
+    """A TrainerCallback writing one TSV row per logged step to `<path>.partial`."""
+    from transformers import TrainerCallback
+
+    class StepTSV(TrainerCallback):
+        def __init__(self):
+            self.partial = path.with_name(path.name + ".partial")
+            self.rows: list[dict] = []
+
+        def on_train_begin(self, args, state, control, **kw):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.partial, "w", newline="") as fh:
+                csv.writer(fh, delimiter="\t").writerow(LOG_COLUMNS)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs or "loss" not in logs:  # the end-of-training summary has no loss
+                return
+            row = {"step": state.global_step, **{c: logs.get(c, float("nan")) for c in LOG_COLUMNS[1:]}}
+            self.rows.append(row)
+            with open(self.partial, "a", newline="") as fh:  # appended per step: a killed run still shows progress
+                csv.writer(fh, delimiter="\t").writerow([row[c] for c in LOG_COLUMNS])
+
+    return StepTSV()
+
+
+def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="cpu",
+              log_path_tsv=None, is_chat: bool | None = None, name: str | None = None,
+              task: str | None = None) -> dict:
+    """DPO-tune the model in `model_dir` on `pairs` (prompt, chosen, rejected); save it to `out_dir`.
+
+    is_chat None: chat format iff the tokenizer has a chat template. Writes the per-step TSV
+    (LOG_COLUMNS) to `log_path_tsv` and the tuned model + tokenizer + lensflow_model.json to
+    `out_dir`, both only when training finished. Returns the run's metadata.
+    """
+    import transformers
+    import trl
+    from trl import DPOConfig, DPOTrainer
+
+    missing = {"prompt", "chosen", "rejected"} - set(pairs.columns)
+    if missing or pairs.empty:
+        raise ValueError(f"train_dpo: preference table is empty or lacks {sorted(missing)}")
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    model, tok, base_manifest = models.load(model_dir, device="cpu", dtype="float32")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    is_chat = bool(getattr(tok, "chat_template", None)) if is_chat is None else is_chat
+    bf16 = hyper.bf16 if hyper.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
+    ref = copy.deepcopy(model).eval().requires_grad_(False)  # frozen copy of the base = the DPO reference
+    model.train()
+    dataset = _dataset(pairs, tok, is_chat, hyper.max_prompt_length)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
+        tmp = Path(tmp)
+        args = DPOConfig(
+            output_dir=str(tmp / "trainer"), beta=hyper.beta, learning_rate=hyper.learning_rate,
+            max_steps=hyper.max_steps, per_device_train_batch_size=hyper.batch_size,
+            gradient_accumulation_steps=hyper.gradient_accumulation_steps, max_length=hyper.max_length,
+            warmup_steps=hyper.warmup_steps, seed=hyper.seed, data_seed=hyper.seed,
+            use_cpu=device.type == "cpu", bf16=bf16, fp16=False, activation_checkpointing=False,
+            logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
+        steps = _step_logger(Path(log_path_tsv)) if log_path_tsv else None
+        trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tok,
+                             callbacks=[steps] if steps else None)
+        t0 = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - t0
+
+        tuned = trainer.model.to("cpu").float()
+        build = tmp / "model"
+        tuned.save_pretrained(build)
+        tok.save_pretrained(build)
+        hyper_d = asdict(hyper) | {"bf16": bf16}
+        manifest = {
+            "name": name or out_dir.name,
+            "source": {"source": "finetune", "base": base_manifest.get("name", str(model_dir)),
+                       "base_dir": str(model_dir), "method": "dpo", "task": task, "hyper": hyper_d,
+                       "dtype": "float32"},
+            **models.describe(tuned),
+        }
+        (build / models.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        build.rename(out_dir)
+    if steps:
+        os.replace(steps.partial, log_path_tsv)
+
+    rows = steps.rows if steps else []
+    meta = {
+        "name": manifest["name"], "base": manifest["source"]["base"], "method": "dpo", "task": task,
+        "hyper": hyper_d, "is_chat": is_chat, "device": str(device), "n_pairs": len(pairs),
+        "n_train_examples": len(trainer.train_dataset), "steps": int(result.global_step),
+        "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(result.global_step, 1), 3),
+        "first_step": rows[0] if rows else None, "last_step": rows[-1] if rows else None,
+        "prompt_truncation": f"last {hyper.max_prompt_length} tokens of the prompt text (template excluded)",
+        "reference_model": "frozen copy of the base", "gradient_checkpointing": False,
+        "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
+    }
+    log.info("DPO %s: %d steps in %.1f s; last step %s", meta["name"], meta["steps"], seconds, meta["last_step"])
+    return meta
