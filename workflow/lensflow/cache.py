@@ -127,7 +127,11 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
             if writer is None:
                 info["widths"] = {n: table.schema.field(n).type.list_size for n in names}
                 schema = table.schema.with_metadata({META_KEY: _json(info)})
-                writer = pq.ParquetWriter(tmp, schema)
+                # Dictionary encoding only for the id columns: activation values are nearly all
+                # distinct, and building (then abandoning) their dictionaries cost ~25% of a
+                # per-token run (tests/benchmarks/RESULTS.md).
+                id_cols = [c for c in ("text_id", "position", "token_id") if c in cols]
+                writer = pq.ParquetWriter(tmp, schema, use_dictionary=id_cols)
             buffered.append(table)
             nbytes += table.nbytes
             if sum(t.num_rows for t in buffered) >= rows_per_group or nbytes >= FLUSH_BYTES:
