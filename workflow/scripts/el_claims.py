@@ -29,17 +29,17 @@ def main(sm):
     rows += claims.baseline_claims(neurons, baselines, pairs, p.measure, p.n_boot, p.seed)
     rows.append(claims.count_claim(pd.concat([io.read_table(x) for x in sm.input.counts])))
     rows += claims.stability_claims(io.read_table(sm.input.stability), p.measure)
-    scaling = scaling_table(alignment, p.models)
-    primary = scaling[(scaling["measure"] == p.measure) & (scaling["pairs"] == p.pairs[0])]
-    for dataset, g in primary.groupby("dataset"):
-        rows.append(claims.trend_claim(f"alignment grows with model size ({dataset}, {p.pairs[0]})",
-                                       g["n_params"], g["rho"], "parameters"))
-    dyn = dynamics_table(alignment)
-    dyn = dyn[(dyn["measure"] == p.measure) & (dyn["pairs"] == p.pairs[0])]
-    for model in p.models if dyn.empty else dyn["model"].unique():
-        g = dyn[dyn["model"] == model]
-        rows.append(claims.trend_claim(f"alignment grows over training ({model}, {p.pairs[0]})", g["step"], g["rho"],
-                                       "training step"))
+    scaling, dyn = scaling_table(alignment, p.models), dynamics_table(alignment)
+    for pairs_name in p.pairs:  # every human set: the first may cover few pairs offline
+        sc = scaling[(scaling["measure"] == p.measure) & (scaling["pairs"] == pairs_name)]
+        for dataset, g in sc.groupby("dataset"):
+            rows.append(claims.trend_claim(f"alignment grows with model size ({dataset}, {pairs_name})",
+                                           g["n_params"], g["rho"], "parameters"))
+        dy = dyn[(dyn["measure"] == p.measure) & (dyn["pairs"] == pairs_name)]
+        for model in (p.models if dy.empty else dy["model"].unique()):
+            g = dy[dy["model"] == model]
+            rows.append(claims.trend_claim(f"alignment grows over training ({model}, {pairs_name})", g["step"],
+                                           g["rho"], "training step"))
     for model, path in zip(p.models, sm.input.causal):
         rows += claims.causal_claims(io.read_table(path), model)
     rows += claims.domain_claims(pd.concat([io.read_table(x) for x in sm.input.domains], ignore_index=True))

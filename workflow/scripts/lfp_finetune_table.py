@@ -38,6 +38,7 @@ def main(sm):
             row["reward_rose"] = "yes" if row["eval_diff_ci_low"] > 0 else "no (CI includes 0 or below)"
         else:
             row["reward_rose"] = "yes" if trend.get("ci_low", float("nan")) > 0 else "no (CI includes 0 or below)"
+            row["note"] = "DPO margins on the training pairs (late steps may revisit them); no held-out pairs yet"
         sel = json.loads(Path(sel_path).read_text())
         row["top_layers"] = ",".join(map(str, sel["highest"]))
         rows.append(row)
