@@ -51,3 +51,18 @@ def export_pythonpath(folder: str) -> None:
 
     parts = [folder, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != folder]]
     os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+
+
+def model_job(sm):
+    """The start of every script that runs a model: log to the rule's log, seed, pick the device
+    (and thread count) from the job's resources, load `input.model`.
+
+    Returns (log, device, model, tokenizer, manifest).
+    """
+    from . import models
+
+    log = setup_logging(sm.log[0])
+    seed_everything(sm.params.seed)
+    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
+    model, tok, manifest = models.load(sm.input.model, device=device)
+    return log, device, model, tok, manifest

@@ -5,17 +5,14 @@ params: model, corpus, spec (modules/hook/pooling/dtype), batch_size, max_length
 rows_per_group, seed -> output[0] (Parquet). Uses CUDA when the job has a gpu and CUDA exists.
 """
 
-from lensflow import io, models
+from lensflow import io
 from lensflow.cache import CacheSpec, cache_activations
-from lensflow.runtime import pick_device, seed_everything, setup_logging
+from lensflow.runtime import model_job
 
 
 def main(sm):
-    log = setup_logging(sm.log[0])
+    log, device, model, tok, manifest = model_job(sm)
     p = sm.params
-    seed_everything(p.seed)
-    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
-    model, tok, manifest = models.load(sm.input.model, device=device)
     texts = io.read_table(sm.input.texts, columns=None, required=["text_id", "text"])
     meta = {"model": p.model, "model_source": manifest.get("source", {}), "revision":
             manifest.get("source", {}).get("revision"), "corpus": p.corpus, "seed": p.seed}

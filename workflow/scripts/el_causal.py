@@ -9,8 +9,8 @@ the concept name itself, after the neutral prompts in lensflow.intervene.NEUTRAL
 
 import pandas as pd
 
-from lensflow import intervene, io, models
-from lensflow.runtime import pick_device, seed_everything, setup_logging
+from lensflow import intervene, io
+from lensflow.runtime import model_job
 
 
 def choose_concepts(expertise: pd.DataFrame, concepts, n_concepts: int) -> list[str]:
@@ -25,11 +25,8 @@ def choose_concepts(expertise: pd.DataFrame, concepts, n_concepts: int) -> list[
 
 
 def main(sm):
-    log = setup_logging(sm.log[0])
+    log, device, model, tok, manifest = model_job(sm)
     p = sm.params
-    seed_everything(p.seed)
-    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
-    model, tok, manifest = models.load(sm.input.model, device=device)
     expertise = io.read_table(sm.input.expertise, required=["concept", "module", "unit", "ap", "on_p50"])
     concepts = choose_concepts(expertise, p.concepts, p.n_concepts)
     tables, summaries = [], []

@@ -10,16 +10,13 @@ in the metadata). Uses CUDA when the job has a gpu and CUDA exists.
 import time
 
 
-from lensflow import concepts, generate, io, models
-from lensflow.runtime import pick_device, seed_everything, setup_logging
+from lensflow import concepts, generate, io
+from lensflow.runtime import model_job
 
 
 def main(sm):
-    log = setup_logging(sm.log[0])
+    log, device, model, tok, manifest = model_job(sm)
     p = sm.params
-    seed_everything(p.seed)
-    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
-    model, tok, manifest = models.load(sm.input.model, device=device)
     table = io.read_table(sm.input.concepts, required=["concept", "kept"])
     kept = table.concept[table.kept].tolist()
     stats, t0 = {}, time.time()

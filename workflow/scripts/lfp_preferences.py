@@ -10,16 +10,13 @@ Uses CUDA when the job has a gpu and CUDA exists.
 
 import time
 
-from lensflow import io, models, preferences
-from lensflow.runtime import pick_device, seed_everything, setup_logging
+from lensflow import io, preferences
+from lensflow.runtime import model_job
 
 
 def main(sm):
-    log = setup_logging(sm.log[0])
+    log, device, model, tok, manifest = model_job(sm)
     p = sm.params
-    seed_everything(p.seed)
-    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
-    model, tok, manifest = models.load(sm.input.model, device=device)
     paths = [sm.input.texts] if isinstance(sm.input.texts, str) else list(sm.input.texts)
     texts = [t for path in paths for t in io.read_table(path, required=["text"])["text"].astype(str)]
     prompts = preferences.make_prompts(p.kind, texts, p.n_prompts, p.seed)
