@@ -10,6 +10,7 @@ import matplotlib.text
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.cluster.hierarchy import leaves_list
 from PIL import Image
 
 from lensflow import plots
@@ -329,7 +330,7 @@ def test_domains_mds_layout_and_bad_layout(tmp_path, captured):
 
 def test_circle_layout_puts_domains_on_contiguous_arcs():
     j, block = block_jaccard((4, 4, 3))
-    xy = pe.circle_layout(pe.leaves_list(pe.concept_linkage(j)))
+    xy = pe.circle_layout(leaves_list(pe.concept_linkage(j)))
     assert np.linalg.norm(xy, axis=1) == pytest.approx(1.0)
     angle_order = np.argsort(np.arctan2(xy[:, 0], xy[:, 1]) % (2 * np.pi))  # clockwise from the top
     runs = np.count_nonzero(np.diff(block[angle_order]) != 0)

@@ -163,3 +163,14 @@ def panel_grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     """(rows, cols) for n panels, at most max_cols wide."""
     cols = max(1, min(n, max_cols))
     return int(np.ceil(max(n, 1) / cols)), cols
+
+
+def ordered_values(values, first=()):
+    """Unique values, those listed in `first` leading in that order, the rest sorted."""
+    present = list(dict.fromkeys(values))
+    return [v for v in first if v in present] + sorted((v for v in present if v not in first), key=str)
+
+
+def category_colours(n):
+    """n categorical colours: tab10 while it suffices (colour-blind friendly), tab20 beyond."""
+    return PALETTE[:n] if n <= 10 else [plt.get_cmap("tab20")(i % 20) for i in range(n)]

@@ -15,15 +15,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.cm import ScalarMappable
-from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from scipy.cluster.hierarchy import dendrogram, fcluster, leaves_list, linkage
-from scipy.spatial.distance import squareform
 
-from .plots import (PALETTE, ci_whiskers, format_count, hide_unused, is_empty, new_figure, no_data_figure,
-                    panel_grid, plt, require_columns, style_options)
+from .plots import (category_colours, ci_whiskers, format_count, hide_unused, is_empty, new_figure,
+                    no_data_figure, ordered_values, panel_grid, plt, require_columns, style_options)
+# the domain-structure figure lives in plots_domains; re-exported so callers need one import
+from .plots_domains import circle_layout, cluster_concepts, concept_linkage, mds_layout, plot_domains  # noqa: F401
 
 SOURCE_ORDER = ("neurons", "baseline")  # other source types (e.g. "sae") follow, alphabetically
 
@@ -36,17 +35,6 @@ def measure_key(measure: str):
         except ValueError:
             pass
     return (1 if measure == "cosine_ap" else 2, 0.0, measure)
-
-
-def _ordered(values, first=()):
-    """Unique values, those listed in `first` leading in that order, the rest sorted."""
-    present = list(dict.fromkeys(values))
-    return [v for v in first if v in present] + sorted((v for v in present if v not in first), key=str)
-
-
-def _colours(n):
-    """n categorical colours: tab10 while it suffices (colour-blind friendly), tab20 beyond."""
-    return PALETTE[:n] if n <= 10 else [plt.get_cmap("tab20")(i % 20) for i in range(n)]
 
 
 def _text(v) -> str:
@@ -76,8 +64,8 @@ def plot_alignment(alignment: pd.DataFrame, png, pdf, *, no_data_reason="no alig
         return no_data_figure(png, pdf, no_data_reason, **style)
     require_columns(alignment, ALIGNMENT_COLUMNS, "alignment")
     df = alignment.copy()
-    sources = _ordered(df["source_type"], SOURCE_ORDER)
-    colour = dict(zip(sources, _colours(len(sources))))
+    sources = ordered_values(df["source_type"], SOURCE_ORDER)
+    colour = dict(zip(sources, category_colours(len(sources))))
     # rows: neurons first, then baselines; within a type by model, dataset and measure (tau ascending)
     meas_rank = {m: i for i, m in enumerate(sorted(df["measure"].astype(str).unique(), key=measure_key))}
     df = df.assign(_src=df["source_type"].map(sources.index), _model=df["model"].map(_text),
@@ -131,7 +119,7 @@ def plot_expert_counts(counts: pd.DataFrame, png, pdf, *, no_data_reason="no exp
     with new_figure(png, pdf, **opts) as (fig, axes):
         ax = axes[0, 0]
         lines = list(q.groupby(level=["model", "dataset"]))
-        for ((model, dataset), g), c in zip(lines, _colours(len(lines))):
+        for ((model, dataset), g), c in zip(lines, category_colours(len(lines))):
             tau = g.index.get_level_values("tau").to_numpy(float)
             ax.plot(tau, g[0.5] + 1, color=c, lw=1.5, label=f"{model} · {dataset}")
             ax.fill_between(tau, g[0.25] + 1, g[0.75] + 1, color=c, alpha=0.2, lw=0)
@@ -165,7 +153,7 @@ def plot_expert_layers(location: pd.DataFrame, png, pdf, *, n_layers: dict | Non
     # tau colours from viridis, cut short of its top so the highest tau is not a faint yellow
     cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0, 0.85, 256)))
     norm = Normalize(taus.min(), taus.max() if taus.max() > taus.min() else taus.min() + 1)
-    kind_colour = dict(zip(kinds, _colours(len(kinds))))
+    kind_colour = dict(zip(kinds, category_colours(len(kinds))))
     opts = style_options(style, figsize=(4.2 * len(models) + 1.5, 3.6 * (2 if by_kind else 1)))
     with new_figure(png, pdf, 2 if by_kind else 1, len(models), **opts) as (fig, axes):
         for col, model in enumerate(models):
@@ -212,140 +200,6 @@ def plot_expert_layers(location: pd.DataFrame, png, pdf, *, n_layers: dict | Non
                 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
 
 
-# --- 4. domain structure ------------------------------------------------------------------------
-
-def _distance(jaccard) -> np.ndarray:
-    """1 - Jaccard as a proper distance matrix: symmetric, zero diagonal, NaN treated as unrelated."""
-    j = np.asarray(jaccard, dtype=float)
-    if j.ndim != 2 or j.shape[0] != j.shape[1]:
-        raise ValueError(f"jaccard must be a square [c, c] matrix, got shape {j.shape}")
-    d = 1.0 - np.nan_to_num(j, nan=0.0)
-    d = np.clip((d + d.T) / 2, 0.0, 1.0)
-    np.fill_diagonal(d, 0.0)
-    return d
-
-
-def concept_linkage(jaccard) -> np.ndarray:
-    """Average-linkage hierarchical clustering of concepts on distance 1 - Jaccard (scipy linkage)."""
-    return linkage(squareform(_distance(jaccard), checks=False), method="average")
-
-
-def cluster_concepts(names, jaccard, n_clusters: int) -> np.ndarray:
-    """Flat cluster labels (1..n_clusters) of the average-linkage tree cut into at most n_clusters.
-
-    Same order as `names`, ready for sklearn's adjusted_rand_score against human categories.
-    """
-    names = list(names)
-    if len(names) != np.shape(jaccard)[0]:
-        raise ValueError(f"{len(names)} names for a {np.shape(jaccard)} Jaccard matrix")
-    if n_clusters < 1:
-        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-    if len(names) < 2:
-        return np.ones(len(names), dtype=int)
-    return fcluster(concept_linkage(jaccard), t=n_clusters, criterion="maxclust")
-
-
-def mds_layout(distance) -> np.ndarray:
-    """2-D classical (Torgerson) MDS coordinates [c, 2] of a distance matrix; a circle if degenerate."""
-    d = np.asarray(distance, dtype=float)
-    c = d.shape[0]
-    centre = np.eye(c) - 1.0 / c
-    b = -0.5 * centre @ (d**2) @ centre
-    w, v = np.linalg.eigh(b)  # ascending
-    w, v = w[::-1][:2], v[:, ::-1][:, :2]
-    if c < 3 or not np.any(w > 1e-12):  # all concepts equidistant-ish: nothing to embed
-        angle = 2 * np.pi * np.arange(c) / max(c, 1)
-        return np.c_[np.cos(angle), np.sin(angle)]
-    return v * np.sqrt(np.clip(w, 0.0, None))
-
-
-def circle_layout(order) -> np.ndarray:
-    """Coordinates [c, 2] on the unit circle, clockwise from the top, position k going to order[k]."""
-    order = np.asarray(order)
-    angle = np.pi / 2 - 2 * np.pi * np.arange(order.size) / max(order.size, 1)
-    xy = np.empty((order.size, 2))
-    xy[order] = np.c_[np.cos(angle), np.sin(angle)]
-    return xy
-
-
-def plot_domains(names, jaccard, png, pdf, tau: float = 0.5, categories: dict | None = None, *,
-                 edge_fraction: float = 0.05, layout: str = "circle", no_data_reason="fewer than two concepts",
-                 **style) -> None:
-    """Domain structure at one tau: dendrogram (left) and concept graph (right).
-
-    Left: average-linkage clustering on 1 - Jaccard. Right: the concepts with an edge for each of
-    the strongest `edge_fraction` of pairs, or the strongest c pairs if that is more (only pairs
-    with Jaccard > 0; ties at the cut are all kept; width by Jaccard), laid out either on a
-    circle in dendrogram leaf order (layout="circle", the default: labels never collide and domains
-    show up as arcs with short chords) or by classical MDS of the distances (layout="mds": geometry
-    is faithful, but tight domains collapse onto a point). With `categories` (concept -> human
-    category; missing concepts are "other"), labels and nodes are coloured by category.
-    """
-    style = {"title": f"Concept domains from expert overlap (Jaccard, τ={tau:g})", **style}
-    if layout not in ("circle", "mds"):
-        raise ValueError(f"layout must be 'circle' or 'mds', got {layout!r}")
-    names = [str(n) for n in names]
-    if len(names) < 2:
-        return no_data_figure(png, pdf, no_data_reason, **style)
-    j = np.asarray(jaccard, dtype=float)
-    d = _distance(j)
-    if len(names) != d.shape[0]:
-        raise ValueError(f"{len(names)} names for a {d.shape} Jaccard matrix")
-    c = len(names)
-    tree = concept_linkage(j)
-    cats = _ordered([categories.get(n, "other") for n in names]) if categories else []
-    cat_colour = dict(zip(cats, _colours(len(cats))))
-    colour_of = {n: cat_colour[categories.get(n, "other")] if categories else PALETTE[0] for n in names}
-    font = float(np.clip(260 / c, 4, 9))  # shrink labels as concepts multiply
-    height = max(5.0, 0.14 * c + 1.5)
-    opts = style_options(style, figsize=(height + 6.5, height))
-    with new_figure(png, pdf, 1, 2, gridspec_kw={"width_ratios": [5, height]}, **opts) as (fig, axes):
-        ax = axes[0, 0]
-        dendrogram(tree, labels=names, orientation="right", ax=ax, leaf_font_size=font,
-                   color_threshold=0, above_threshold_color="0.35")
-        for label in ax.get_yticklabels():
-            label.set_color(colour_of[label.get_text()])
-        ax.set_xlabel("1 − Jaccard (average linkage)")
-        ax.set_title("hierarchical clustering")
-        ax.grid(False)
-
-        ax = axes[0, 1]
-        xy = circle_layout(leaves_list(tree)) if layout == "circle" else mds_layout(d)
-        iu = np.triu_indices(c, k=1)
-        vals = np.nan_to_num(j[iu], nan=0.0)
-        # top edge_fraction of pairs, but at least one edge per concept so small sets show structure
-        k = max(c, int(np.ceil(edge_fraction * vals.size)))
-        cut = np.sort(vals)[::-1][min(k, vals.size) - 1]
-        keep = (vals >= cut) & (vals > 0)
-        if keep.any():
-            segs = np.stack([xy[iu[0][keep]], xy[iu[1][keep]]], axis=1)
-            w = vals[keep] / vals[keep].max()
-            ax.add_collection(LineCollection(segs, linewidths=0.4 + 2.6 * w, colors="0.45", alpha=0.6, zorder=1))
-        ax.scatter(xy[:, 0], xy[:, 1], s=24, c=[colour_of[n] for n in names], edgecolors="white",
-                   linewidths=0.5, zorder=2)
-        for (x, y), n in zip(xy, names):
-            if layout == "circle":  # radial labels just outside the circle, never upside down
-                deg = np.degrees(np.arctan2(y, x))
-                left = x < -1e-9
-                ax.text(1.06 * x, 1.06 * y, n, fontsize=font, color=colour_of[n], va="center",
-                        ha="right" if left else "left", rotation=deg + 180 if left else deg,
-                        rotation_mode="anchor")
-            else:
-                ax.annotate(n, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=font)
-        ax.set_title(f"concept graph: {int(keep.sum())} strongest pairs by Jaccard\n"
-                     + ("(MDS layout)" if layout == "mds" else "(circle in dendrogram order)"))
-        if layout == "circle":  # fixed room for the radial labels
-            ax.set_xlim(-1.3, 1.3)
-            ax.set_ylim(-1.3, 1.3)
-            ax.set_aspect("equal", adjustable="box")
-        else:
-            ax.set_aspect("equal", adjustable="datalim")
-        ax.set_axis_off()
-        if cats:
-            ax.legend(handles=[Patch(color=cat_colour[k_], label=k_) for k_ in cats], loc="upper left",
-                      bbox_to_anchor=(1.0, 1.0), title="category")
-
-
 # --- 5. stability -------------------------------------------------------------------------------
 
 STABILITY_TITLES = {"across_models": "across models (dataset fixed)",
@@ -369,9 +223,9 @@ def plot_stability(stability: pd.DataFrame, png, pdf, *, measures=None, no_data_
         return no_data_figure(png, pdf, no_data_reason, **style)
     df = stability.copy()
     df["group"] = df["a"].astype(str) + " vs " + df["b"].astype(str) + " | " + df["fixed"].astype(str)
-    kinds = _ordered(df["kind"], tuple(STABILITY_TITLES))
+    kinds = ordered_values(df["kind"], tuple(STABILITY_TITLES))
     meas = sorted(df["measure"].unique(), key=measure_key)
-    colour = dict(zip(meas, _colours(len(meas))))
+    colour = dict(zip(meas, category_colours(len(meas))))
     sizes = [df.loc[df["kind"] == k, "group"].nunique() for k in kinds]
     opts = style_options(style, figsize=(7.5, 1.2 * len(kinds) + sum(0.12 * len(meas) * s + 0.2 for s in sizes)))
     with new_figure(png, pdf, len(kinds), 1, sharex=True, gridspec_kw={"height_ratios": sizes},
@@ -422,7 +276,7 @@ def plot_scaling(scaling: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0.5
     opts = style_options(style, figsize=(6.4, 4.4))
     with new_figure(png, pdf, **opts) as (fig, axes):
         ax = axes[0, 0]
-        for i, ((dataset, pairs), c) in enumerate(zip(lines, _colours(len(lines)))):
+        for i, ((dataset, pairs), c) in enumerate(zip(lines, category_colours(len(lines)))):
             g = df[(df["dataset"] == dataset) & (df["pairs"] == pairs)].sort_values("n_params")
             # dodge lines sideways by a few percent so overlapping whiskers stay readable
             x = g["n_params"].to_numpy(float) * 10 ** ((i - (len(lines) - 1) / 2) * 0.02)
@@ -454,7 +308,7 @@ def plot_dynamics(dynamics: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0
         return no_data_figure(png, pdf, why, **style)
     panels = sorted(df.groupby(["dataset", "pairs"]).groups, key=str)
     models = sorted(df["model"].unique(), key=str)
-    colour = dict(zip(models, _colours(len(models))))
+    colour = dict(zip(models, category_colours(len(models))))
     nr, nc = panel_grid(len(panels), max_cols=2)
     opts = style_options(style, figsize=(6.0 * nc, 4.0 * nr))
     with new_figure(png, pdf, nr, nc, **opts) as (fig, axes):
@@ -494,8 +348,8 @@ def plot_causal(summary: pd.DataFrame, png, pdf, *, log: bool | None = None,
     require_columns(summary, ("model", "concept", "condition", "mean", "ci_low", "ci_high"), "summary")
     df = summary
     models = sorted(df["model"].unique(), key=str)
-    conds = _ordered(df["condition"], CONDITION_ORDER)
-    colour = dict(zip(conds, _colours(len(conds))))
+    conds = ordered_values(df["condition"], CONDITION_ORDER)
+    colour = dict(zip(conds, category_colours(len(conds))))
     pos = df["mean"].to_numpy(float)
     pos = pos[np.isfinite(pos) & (pos > 0)]
     if log is None:

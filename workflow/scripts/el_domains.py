@@ -10,7 +10,7 @@ import pandas as pd
 
 from lensflow import io
 from lensflow.alignment import category_agreement, permutation_ari, square
-from lensflow.plots_expertlens import cluster_concepts, plot_domains
+from lensflow.plots_domains import cluster_concepts, plot_domains
 from lensflow.runtime import setup_logging
 
 
