@@ -28,7 +28,7 @@ def run_script(name, **sm):
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main(SimpleNamespace(**sm))
+    module.main(SimpleNamespace(**{"threads": 1, **sm}))  # a job's Snakemake threads
 
 
 # --- cosine_pairs ---------------------------------------------------------------------------
