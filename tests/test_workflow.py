@@ -74,7 +74,8 @@ def test_tiny_end_to_end(tiny_run):
     work, config = tiny_run
     pooled = work / "results/activations/tiny-llama/headlines/mlp-max.parquet"
     ids, acts = read_pooled(pooled)
-    assert len(ids) == 24 and set(acts) == {"model.layers.0.mlp", "model.layers.1.mlp"}
+    n_texts = len(pq.read_table(work / "results/data/headlines.parquet"))
+    assert len(ids) == n_texts and set(acts) == {"model.layers.0.mlp", "model.layers.1.mlp"}
     meta = read_metadata(pooled)
     assert meta["model"] == "tiny-llama" and meta["corpus"] == "headlines" and meta["seed"] == 0
     tokens = pq.read_table(work / "results/activations/tiny-llama/headlines/mlp-tokens.parquet")
@@ -95,7 +96,8 @@ def test_expertlens_outputs(tiny_run):
     alignment = pd.read_parquet(work / "results/expertlens/alignment.parquet")
     assert {"neurons", "baseline"} <= set(alignment["source_type"])
     assert {"tiny-llama", "tiny-llama-3", "tiny-llama@step0", "tiny-llama@step1"} <= set(alignment["model"])
-    assert {"jaccard@0.5", "cosine_ap", "glove", "input_embedding"} <= set(alignment["measure"])
+    # (the tiny tokenizer knows too few words for the input-embedding baseline to cover any pair)
+    assert {"jaccard@0.5", "cosine_ap", "glove"} <= set(alignment["measure"])
     claims = pd.read_csv(work / "results/tables/expertlens_claims.csv")
     assert set(claims["verdict"]) <= {"supported", "not supported", "untestable"} and len(claims) > 5
     for fig in ("alignment", "expert_counts", "expert_layers", "stability", "scaling", "dynamics", "causal"):
