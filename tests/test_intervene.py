@@ -16,9 +16,8 @@ from lensflow.intervene import (
     generate_samples,
     generation_rate,
     pick_units,
-    summarise,
-    t_interval,
 )
+from lensflow.causal_stats import summarise, t_interval
 from tiny_models import tiny_model, tiny_tokenizer
 
 DOWN0 = "model.layers.0.mlp.down_proj"
