@@ -253,8 +253,11 @@ def plot_stability(stability: pd.DataFrame, png, pdf, *, measures=None, no_data_
 
 # --- 6 & 7. alignment vs scale and over training ------------------------------------------------
 
-def _one_measure(df, measure):
-    """Rows of `measure`, or (None, reason) when it is absent."""
+def _one_measure(df, measure, columns, what, no_data_reason):
+    """Rows of `measure` after checking the table, or (None, reason for the "no data" figure)."""
+    if is_empty(df):
+        return None, no_data_reason
+    require_columns(df, columns, what)
     sub = df[df["measure"] == measure]
     if sub.empty:
         return None, f"measure {measure!r} not in table (has {sorted(df['measure'].unique(), key=measure_key)})"
@@ -265,11 +268,8 @@ def plot_scaling(scaling: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0.5
                  no_data_reason="no scaling results", **style) -> None:
     """Alignment (rho, CI) against model size (log x), one line per (dataset, human pair set)."""
     style = {"title": f"Alignment vs model size ({measure})", **style}
-    if is_empty(scaling):
-        return no_data_figure(png, pdf, no_data_reason, **style)
-    require_columns(scaling, ("model", "n_params", "dataset", "measure", "pairs", "rho", "ci_low", "ci_high"),
-                    "scaling")
-    df, why = _one_measure(scaling, measure)
+    df, why = _one_measure(scaling, measure, ("model", "n_params", "dataset", "measure", "pairs", "rho", "ci_low",
+                                              "ci_high"), "scaling", no_data_reason)
     if df is None:
         return no_data_figure(png, pdf, why, **style)
     lines = sorted(df.groupby(["dataset", "pairs"]).groups, key=str)
@@ -299,11 +299,8 @@ def plot_dynamics(dynamics: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0
     One panel per (dataset, human pair set) present.
     """
     style = {"title": f"Alignment over training ({measure})", **style}
-    if is_empty(dynamics):
-        return no_data_figure(png, pdf, no_data_reason, **style)
-    require_columns(dynamics, ("model", "step", "dataset", "measure", "pairs", "rho", "ci_low", "ci_high"),
-                    "dynamics")
-    df, why = _one_measure(dynamics, measure)
+    df, why = _one_measure(dynamics, measure, ("model", "step", "dataset", "measure", "pairs", "rho", "ci_low",
+                                               "ci_high"), "dynamics", no_data_reason)
     if df is None:
         return no_data_figure(png, pdf, why, **style)
     panels = sorted(df.groupby(["dataset", "pairs"]).groups, key=str)
