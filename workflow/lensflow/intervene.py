@@ -214,6 +214,17 @@ def generation_rate(model, tokenizer, prompts: list[str], word: str, max_new_tok
 
 # --------------------------------------------------------------------------- the experiment
 
+def causal_concepts(expertise: pd.DataFrame, concepts, n_concepts: int) -> list[str]:
+    """The configured concepts, or the n_concepts with the highest max AP (ties by name)."""
+    if concepts:
+        missing = sorted(set(concepts) - set(expertise["concept"]))
+        if missing:
+            raise ValueError(f"concepts not in the expertise table: {missing[:10]}")
+        return list(concepts)
+    best = expertise.groupby("concept")["ap"].max().reset_index()
+    return best.sort_values(["ap", "concept"], ascending=[False, True])["concept"].head(n_concepts).tolist()
+
+
 def pick_units(expertise: pd.DataFrame, k: int, n_random: int, seed: int = 0,
                stratify: bool = False) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """(top-k units by AP, n_random draws of k non-experts from the experts' modules).

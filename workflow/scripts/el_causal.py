@@ -13,22 +13,11 @@ from lensflow import intervene, io
 from lensflow.runtime import model_job
 
 
-def choose_concepts(expertise: pd.DataFrame, concepts, n_concepts: int) -> list[str]:
-    """The configured concepts, or the n_concepts with the highest max AP (ties by name)."""
-    if concepts:
-        missing = sorted(set(concepts) - set(expertise["concept"]))
-        if missing:
-            raise ValueError(f"concepts not in the expertise table: {missing[:10]}")
-        return list(concepts)
-    best = expertise.groupby("concept")["ap"].max().reset_index()
-    return best.sort_values(["ap", "concept"], ascending=[False, True])["concept"].head(n_concepts).tolist()
-
-
 def main(sm):
     log, device, model, tok, manifest = model_job(sm)
     p = sm.params
     expertise = io.read_table(sm.input.expertise, required=["concept", "module", "unit", "ap", "on_p50"])
-    concepts = choose_concepts(expertise, p.concepts, p.n_concepts)
+    concepts = intervene.causal_concepts(expertise, p.concepts, p.n_concepts)
     tables, summaries = [], []
     for concept in concepts:
         res = intervene.causal_effect(model, tok, expertise[expertise["concept"] == concept], concept, k=p.k,
