@@ -12,7 +12,6 @@ params.seed is the run seed unless params.hyper sets its own.
 
 import json
 
-import torch
 from transformers import AutoTokenizer
 
 from lensflow import io
@@ -24,7 +23,6 @@ from lensflow.runtime import pick_device, setup_logging
 def main(sm):
     log = setup_logging(sm.log[0])
     device = pick_device(sm.resources.get("gpu", 0), sm.threads)
-    torch.set_num_threads(max(1, sm.threads))  # the rule's threads: oversubscribed OpenMP threads spin ~10x slower
     p = sm.params
     hyper = RLHyper.from_dict({"seed": p.seed, **dict(p.hyper)})
     texts = io.read_table(sm.input.texts, required=["text"])

@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from lensflow import io, models
 from lensflow.rewards import make_vader_reward_fn
@@ -28,7 +27,6 @@ from lensflow.runtime import pick_device, setup_logging
 def main(sm):
     log = setup_logging(sm.log[0])
     device = pick_device(sm.resources.get("gpu", 0), sm.threads)
-    torch.set_num_threads(max(1, sm.threads))  # the rule's threads: oversubscribed OpenMP threads spin ~10x slower
     p = sm.params
     texts = io.read_table(sm.input.texts, required=["text"])["text"].tolist()
     lex = io.read_table(sm.input.lexicon, required=["token", "value"])
