@@ -1,0 +1,166 @@
+"""Contrastive triples (lensflow.triples): structure, substitution, determinism, polarity swap."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lensflow.preferences import helpfulness_score, toxicity_score
+from lensflow.rewards import load_vader_lexicon
+from lensflow.triples import (
+    DEFAULT_NEUTRAL_WORDS,
+    HARMFUL_ANSWERS,
+    HELPFUL_ANSWERS,
+    NEUTRAL_ANSWERS,
+    TRIPLE_COLUMNS,
+    rewrite_triples,
+    vader_triples,
+)
+
+REVIEWS = [
+    "This movie was great and the plot held up. The acting felt awful in the second half!",
+    "Honestly the ending is terrible, but the score is lovely. I left the cinema happy tonight.",
+    "A boring film with a wonderful cast.<br /><br />Good direction saves the weak script here.",
+    "The story is about a man who travels by train across the country for work.",
+    "Ok.",  # too short to be a sentence candidate
+    "The good-natured neighbour waves at the train every single morning.",  # only a hyphenated use
+]
+
+
+@pytest.fixture(scope="module")
+def lexicon():
+    return load_vader_lexicon()
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return pd.DataFrame({"text_id": np.arange(len(REVIEWS)) + 100, "text": REVIEWS})
+
+
+@pytest.fixture(scope="module")
+def triples(corpus, lexicon):
+    return vader_triples(corpus, lexicon, n_triples=50, seed=3)
+
+
+def test_each_triple_has_one_element_per_polarity(triples):
+    assert list(triples.columns) == TRIPLE_COLUMNS
+    for _, g in triples.groupby("triple_id"):
+        assert sorted(g["polarity"]) == ["negative", "neutral", "positive"]
+    assert not triples["synthetic"].any()
+
+
+def test_texts_differ_only_at_the_span(triples):
+    for _, g in triples.groupby("triple_id"):
+        heads = {t[:s] for t, s in zip(g["text"], g["span_start"])}
+        tails = {t[e:] for t, e in zip(g["text"], g["span_end"])}
+        assert len(heads) == 1 and len(tails) == 1
+        for text, s, e, word in zip(g["text"], g["span_start"], g["span_end"], g["word"]):
+            assert text[s:e].lower() == word
+        assert g["text"].nunique() == 3
+
+
+def test_word_values_signs_and_lexicon(triples, lexicon):
+    for row in triples.itertuples():
+        if row.polarity == "neutral":
+            assert row.word_value == 0.0 and row.word not in lexicon
+        else:
+            assert row.word_value == lexicon[row.word] and row.word.isalpha()
+            assert (row.word_value >= 1.0) if row.polarity == "positive" else (row.word_value <= -1.0)
+
+
+def test_sentences_used_once_and_only_whole_words(triples, lexicon):
+    neutral = triples[triples["polarity"] == "neutral"]
+    assert neutral["text"].is_unique  # at most one triple per sentence
+    # the hyphenated 'good-natured' review and the lexicon-free one never yield a triple
+    assert not set(triples["source_text_id"]) & {103, 104, 105}
+    # the text around the span is a source sentence whose replaced word was a whole lexicon
+    # word with |value| >= 1
+    for row in neutral.itertuples():
+        head, tail = re.escape(row.text[: row.span_start]), re.escape(row.text[row.span_end :])
+        found = [m.group(1) for r in REVIEWS if (m := re.search(f"{head}([A-Za-z]+){tail}", r))]
+        assert len(found) == 1 and abs(lexicon[found[0].lower()]) >= 1.0
+
+
+def test_capitalisation_is_kept(lexicon):
+    df = pd.DataFrame({"text_id": [0], "text": ["Wonderful is the word for this whole production."]})
+    out = vader_triples(df, lexicon, n_triples=5, seed=0)
+    assert len(out) == 3 and (out["span_start"] == 0).all()
+    assert all(t[0].isupper() and t[1:e].islower() for t, e in zip(out["text"], out["span_end"]))
+
+
+def test_deterministic_by_seed_and_capped(corpus, lexicon, triples):
+    again = vader_triples(corpus, lexicon, n_triples=50, seed=3)
+    pd.testing.assert_frame_equal(triples, again)
+    other = vader_triples(corpus, lexicon, n_triples=50, seed=4)
+    assert not triples["text"].equals(other["text"])
+    two = vader_triples(corpus, lexicon, n_triples=2, seed=3)
+    assert two["triple_id"].nunique() == 2 and len(two) == 6
+    # the corpus holds fewer eligible sentences than asked: what exists comes back
+    assert triples["triple_id"].nunique() < 50
+
+
+def test_no_triple_raises(lexicon):
+    df = pd.DataFrame({"text_id": [0], "text": ["The train leaves the station at nine in the morning."]})
+    with pytest.raises(ValueError, match="no sentence"):
+        vader_triples(df, lexicon, n_triples=3)
+
+
+def test_neutral_words_checked_against_lexicon(corpus, lexicon):
+    assert not [w for w in DEFAULT_NEUTRAL_WORDS if w in lexicon]
+    with pytest.raises(ValueError, match="absent from the VADER lexicon"):
+        vader_triples(corpus, lexicon, n_triples=3, neutral_words=["wooden", "certain"])
+    out = vader_triples(corpus, lexicon, n_triples=3, neutral_words=["wooden"])
+    assert set(out.loc[out["polarity"] == "neutral", "word"]) == {"wooden"}
+
+
+# ---------------------------------------------------------------------------------- rewrites
+PROMPTS = [f'Can you give me some advice about this news: "Town council number {i} approves a new bridge plan"'
+           for i in range(12)]
+
+
+def test_rewrite_structure():
+    df = rewrite_triples(PROMPTS, "hh", n_triples=8, seed=1)
+    assert list(df.columns) == TRIPLE_COLUMNS and len(df) == 24
+    assert df["synthetic"].all() and (df["span_start"] == -1).all() and (df["span_end"] == -1).all()
+    assert df["word"].isna().all() and df["word_value"].isna().all()
+    for _, g in df.groupby("triple_id"):
+        assert sorted(g["polarity"]) == ["negative", "neutral", "positive"]
+        prompt = PROMPTS[g["source_text_id"].iloc[0]]
+        assert all(t.startswith(f"User: {prompt}\nAssistant: ") for t in g["text"])
+    assert df["source_text_id"].is_unique is False and df["source_text_id"].nunique() == 8
+    # several templates per class are in use, so no one string marks a class
+    answers = df.loc[df["polarity"] == "positive", "text"].str.split("Assistant: ").str[1]
+    assert answers.str[:12].nunique() > 1
+
+
+def test_toxic_swaps_hh_polarity():
+    hh = rewrite_triples(PROMPTS, "hh", n_triples=6, seed=2)
+    tox = rewrite_triples(PROMPTS, "toxic", n_triples=6, seed=2)
+    get = lambda df, pol: df[df["polarity"] == pol]["text"].tolist()
+    assert get(tox, "positive") == get(hh, "negative")
+    assert get(tox, "negative") == get(hh, "positive")
+    assert get(tox, "neutral") == get(hh, "neutral")
+    assert get(hh, "positive") != get(hh, "negative")
+    with pytest.raises(ValueError, match="unknown rewrite task"):
+        rewrite_triples(PROMPTS, "sentiment", n_triples=2)
+
+
+def test_answer_templates_score_as_intended_by_the_judges():
+    prompt = PROMPTS[0]
+    topic = "Town council approves a new bridge plan"
+    tox = {name: [toxicity_score(t.format(topic=topic)) for t in tpl]
+           for name, tpl in (("helpful", HELPFUL_ANSWERS), ("neutral", NEUTRAL_ANSWERS), ("harmful", HARMFUL_ANSWERS))}
+    assert max(tox["helpful"] + tox["neutral"]) == 0.0 and min(tox["harmful"]) > 0.2
+    helpful = [helpfulness_score(prompt, t.format(topic=topic)) for t in HELPFUL_ANSWERS]
+    harmful = [helpfulness_score(prompt, t.format(topic=topic)) for t in HARMFUL_ANSWERS]
+    assert min(helpful) > max(harmful)
+
+
+def test_rewrite_deterministic_and_capped():
+    a = rewrite_triples(PROMPTS, "hh", n_triples=50, seed=5)
+    pd.testing.assert_frame_equal(a, rewrite_triples(PROMPTS, "hh", n_triples=50, seed=5))
+    assert a["triple_id"].nunique() == len(PROMPTS)
+    assert not a["text"].equals(rewrite_triples(PROMPTS, "hh", n_triples=50, seed=6)["text"])
