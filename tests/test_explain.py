@@ -1,0 +1,342 @@
+"""The explainer clients against a fake OpenAI-compatible server on 127.0.0.1 and a tiny local model.
+
+The server is real HTTP (ThreadingHTTPServer in a daemon thread): it records every request, checks
+the Authorization header, and can be told to fail, stall past the client's timeout, or echo the
+bearer token back, so retry, cache and key-hygiene claims are tested end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+import torch
+
+from lensflow.explain import (
+    ExplainerError,
+    LocalClient,
+    OpenAIClient,
+    classify_related,
+    clean_explanation,
+    explain_features,
+    first_option,
+)
+from tiny_models import tiny_model, tiny_tokenizer
+
+ENV = "LENSFLOW_TEST_EXPLAINER_KEY"
+
+
+class FakeOpenAI:
+    """State of the fake server; the handler reads and updates it under a lock."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+        self.auth: list[str | None] = []
+        self.expected_key: str | None = None  # None: accept anything
+        self.fail_first, self.fail_status, self.retry_after = 0, 500, None
+        self.sleep_first, self.sleep_s = 0, 0.0
+        self.status_always: int | None = None
+        self.answer = lambda request: "echo: " + request["messages"][-1]["content"][:40]
+
+    def handle(self, handler: BaseHTTPRequestHandler):
+        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+        auth = handler.headers.get("Authorization")
+        with self.lock:
+            n = len(self.requests)
+            self.requests.append(body)
+            self.auth.append(auth)
+        if n < self.sleep_first:
+            time.sleep(self.sleep_s)
+        if self.expected_key is not None and auth != f"Bearer {self.expected_key}":
+            return 401, {"error": {"message": f"bad key: {auth}"}}, {}
+        if self.status_always is not None:  # echo the bearer token to test redaction of error bodies
+            return self.status_always, {"error": {"message": f"nope, got {auth}"}}, {}
+        if n < self.fail_first:
+            headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+            return self.fail_status, {"error": {"message": "try later"}}, headers
+        content = self.answer(body if auth is None else {**body, "_auth": auth})
+        return 200, {"id": f"cmpl-{n}", "choices": [{"index": 0, "message": {"role": "assistant",
+                                                                               "content": content}}]}, {}
+
+
+@pytest.fixture
+def server():
+    state = FakeOpenAI()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            status, payload, headers = state.handle(self)
+            data = json.dumps(payload).encode()
+            try:
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up (timeout) and closed the socket
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=lambda: httpd.serve_forever(poll_interval=0.05), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def key(monkeypatch):
+    value = "sk-test-" + secrets.token_hex(16)
+    monkeypatch.setenv(ENV, value)
+    return value
+
+
+def client(server, tmp_path, **kw):
+    opts = dict(cache_dir=tmp_path / "cache", api_key_env=ENV, timeout=2, max_retries=3, backoff=0.01)
+    return OpenAIClient(server.url, "fake-model", **{**opts, **kw})
+
+
+MSG = [{"role": "user", "content": "say something"}]
+
+
+def all_cache_text(tmp_path) -> str:
+    return "".join(p.read_text() for p in (tmp_path / "cache").rglob("*") if p.is_file())
+
+
+def test_response_is_cached_on_disk_and_reused(server, key, tmp_path):
+    server.expected_key = key
+    c = client(server, tmp_path)
+    first = c.complete(MSG)
+    assert first == "echo: say something"
+    assert c.complete(MSG) == first
+    assert (c.hits, c.misses, c.http_calls, len(server.requests)) == (1, 1, 1, 1)
+    fresh = client(server, tmp_path)
+    assert fresh.complete(MSG) == first and fresh.http_calls == 0 and len(server.requests) == 1
+    files = list((tmp_path / "cache").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".json" and len(files[0].stem) == 64
+    assert json.loads(files[0].read_text())["result"]["text"] == first
+    # what the server saw is exactly the documented request, authorised with the key
+    assert server.requests[0] == {"model": "fake-model", "messages": MSG, "temperature": 0.0, "max_tokens": 64}
+    assert server.auth == [f"Bearer {key}"]
+    # a different request (other messages, other max_tokens) is a miss
+    client(server, tmp_path, max_tokens=5).complete(MSG)
+    c.complete([{"role": "user", "content": "other"}])
+    assert len(server.requests) == 3 and len(list((tmp_path / "cache").iterdir())) == 3
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_retries_succeed_after_two_failures(server, key, tmp_path, status):
+    server.fail_first, server.fail_status, server.retry_after = 2, status, (0 if status == 429 else None)
+    c = client(server, tmp_path)
+    assert c.complete(MSG) == "echo: say something"
+    assert c.http_calls == 3 and len(server.requests) == 3
+    assert all(r == server.requests[0] for r in server.requests)
+
+
+def test_persistent_5xx_gives_up_after_max_retries(server, key, tmp_path):
+    server.fail_first = 100
+    with pytest.raises(ExplainerError, match=r"failed after 3 attempts.*HTTP 500"):
+        client(server, tmp_path, max_retries=2).complete(MSG)
+    assert len(server.requests) == 3
+    assert not list((tmp_path / "cache").glob("*.json"))  # failures are not cached
+
+
+def test_timeout_is_retried_then_surfaces(server, key, tmp_path):
+    server.sleep_first, server.sleep_s = 1, 1.5
+    c = client(server, tmp_path, timeout=0.3, max_retries=2)
+    assert c.complete(MSG) == "echo: say something"  # first attempt timed out, second answered
+    assert c.http_calls == 2
+    server.sleep_first = 100
+    t0 = time.monotonic()
+    with pytest.raises(ExplainerError, match=r"failed after 2 attempts \(timeout 0.3s\).*Timeout"):
+        client(server, tmp_path, timeout=0.3, max_retries=1).complete([{"role": "user", "content": "slow"}])
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_client_error_fails_immediately(server, key, tmp_path):
+    server.status_always = 400
+    with pytest.raises(ExplainerError, match=r"HTTP 400 .*not retried.*nope") as err:
+        client(server, tmp_path).complete(MSG)
+    assert len(server.requests) == 1
+    assert key not in str(err.value)
+
+
+def test_connection_refused_is_retried(key, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    c = OpenAIClient(f"http://127.0.0.1:{port}", "m", cache_dir=tmp_path / "c", api_key_env=ENV, max_retries=2,
+                     backoff=0.01, timeout=1)
+    with pytest.raises(ExplainerError, match="failed after 3 attempts.*Connect"):
+        c.complete(MSG)
+    assert c.http_calls == 3
+
+
+def test_api_key_never_leaks(server, key, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.expected_key = key
+    server.answer = lambda req: f"yes, and your token is {req['_auth']}"  # a hostile server echoes it
+    c = client(server, tmp_path)
+    text = c.complete(MSG)
+    assert key not in text and "[REDACTED]" in text
+    assert c.choose([{"role": "user", "content": "related?"}], ["yes", "no"]) == "yes"
+    server.fail_first, server.expected_key = 10**6, None  # retries log warnings; then give up
+    with pytest.raises(ExplainerError) as err1:
+        client(server, tmp_path, max_retries=1).complete([{"role": "user", "content": "x"}])
+    server.fail_first, server.status_always = 0, 403  # error body carries the bearer token
+    with pytest.raises(ExplainerError) as err2:
+        c.complete([{"role": "user", "content": "y"}])
+    assert "[REDACTED]" in str(err2.value)
+    for err in (err1, err2):
+        assert key not in "".join(traceback.format_exception(err.value)) and key not in repr(err.value)
+    assert all_cache_text(tmp_path) and key not in all_cache_text(tmp_path)
+    assert any("retry 1/1" in r.getMessage() for r in caplog.records)  # the log check below sees real records
+    assert key not in caplog.text
+    assert not any(key in r.getMessage() or key in repr(r.args) for r in caplog.records)
+    assert key not in repr(vars(c))
+
+
+def test_missing_env_var_is_named_and_nothing_is_sent(server, monkeypatch, tmp_path):
+    monkeypatch.delenv(ENV, raising=False)
+    with pytest.raises(ExplainerError, match=ENV):
+        client(server, tmp_path).complete(MSG)
+    assert server.requests == []
+    keyless = client(server, tmp_path, api_key_env=None)
+    assert keyless.complete(MSG) == "echo: say something" and server.auth == [None]
+
+
+def test_explain_features_over_http_then_from_cache(server, key, tmp_path):
+    def answer(req):
+        prompt = req["messages"][-1]["content"]
+        if "related to the fine-tuning task" in prompt:
+            return "Yes." if "explanation: film" in prompt else "Maybe?"
+        return "The main thing this feature does is find film titles. And more." if "«film»" in prompt \
+            else "generic words"
+    server.answer = answer
+    records = {2: "a good «film» (10)", 9: "the «cat» (10)"}
+    df = explain_features(client(server, tmp_path), records, 3, "generate positive film reviews")
+    assert df[["layer", "feature", "explanation", "answer"]].to_dict("list") == {
+        "layer": [3, 3], "feature": [2, 9], "explanation": ["film titles.", "generic words"],
+        "answer": ["Yes.", "Maybe?"]}
+    assert df["related"].iloc[0] is not pd.NA and bool(df["related"].iloc[0])
+    assert pd.isna(df["related"].iloc[1])  # unparseable stays <NA>, never False
+    again = client(server, tmp_path)
+    pd.testing.assert_frame_equal(explain_features(again, records, 3, "generate positive film reviews"), df)
+    assert again.http_calls == 0 and again.hits == 4 and len(server.requests) == 4
+
+
+def test_first_option_and_cleaning():
+    assert first_option("No. Yes would be wrong.", ["yes", "no"]) == "no"
+    assert first_option("Yes!", ["yes", "no"]) == "yes"
+    assert first_option("nothing notable", ["yes", "no"]) is None  # whole words only
+    assert clean_explanation('The main thing this feature does is find "movie titles in reviews. Also x.') \
+        == "movie titles in reviews."
+    assert clean_explanation("  \n") == ""
+
+
+class ScriptedClient:
+    """A stand-in backend answering from fixed rules; records what it was asked."""
+
+    def __init__(self, explanation, verdict):
+        self.explanation, self.verdict, self.asked = explanation, verdict, []
+
+    def complete(self, messages):
+        self.asked.append(messages)
+        return self.explanation
+
+    def choose(self, messages, options):
+        self.asked.append(messages)
+        return self.verdict
+
+
+@pytest.mark.parametrize("verdict,expected", [("yes", True), ("no", False), (None, None)])
+def test_explain_features_table(verdict, expected):
+    backend = ScriptedClient("positive sentiment about films. More text.", verdict)
+    records = {7: "the film was «great» (10)", 3: "a «good» (10) movie"}
+    df = explain_features(backend, records, 2, "positive reviews")
+    assert list(df.columns) == ["layer", "feature", "explanation", "related", "answer"]
+    assert df["feature"].tolist() == [3, 7] and (df["layer"] == 2).all()
+    assert (df["explanation"] == "positive sentiment about films.").all()
+    assert df["related"].dtype == "boolean"
+    assert df["related"].isna().all() if expected is None else (df["related"] == expected).all()
+    assert "«good» (10)" in backend.asked[0][-1]["content"] and "positive reviews" in backend.asked[1][-1]["content"]
+    assert classify_related(backend, "x", "task")[0] is expected
+
+
+def test_empty_explanation_is_not_labelled():
+    df = explain_features(ScriptedClient("   ", "yes"), {1: "«a» (10)"}, 0, "task")
+    assert pd.isna(df["related"].iloc[0]) and df["explanation"].iloc[0] == ""
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model("llama"), tiny_tokenizer()
+
+
+def brute_logprob(model, tok, prompt: str, option: str) -> float:
+    """log p(option | prompt) by one unbatched forward pass over prompt + " " + option."""
+    p = tok(prompt)["input_ids"]
+    full = tok(prompt + " " + option)["input_ids"]
+    assert full[: len(p)] == p
+    with torch.inference_mode():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), -1)
+    return sum(float(logp[t - 1, full[t]]) for t in range(len(p), len(full)))
+
+
+def test_local_client_complete_choose_and_cache(tiny, tmp_path):
+    model, tok = tiny
+    msgs = [{"role": "user", "content": "the movie was great"}]
+    lc = LocalClient(model, tok, max_new_tokens=6, cache_dir=tmp_path / "lc", model_id="tiny-llama-0")
+    text = lc.complete(msgs)
+    assert isinstance(text, str) and text == lc.complete(msgs) and (lc.hits, lc.misses) == (1, 1)
+    options = ["cat", "dog", "mat", "good"]
+    choice = lc.choose(msgs, options)
+    prompt = lc.prompt(msgs)
+    assert prompt.endswith("Assistant:")  # the tiny tokenizer has no chat template
+    # "Cat" etc. are out of the tiny vocabulary: both spellings enter the log-sum-exp
+    expected = {o: torch.logsumexp(torch.tensor([brute_logprob(model, tok, prompt, s)
+                                                 for s in (o, o.capitalize())]), 0).item() for o in options}
+    assert lc.option_logprobs(msgs, options) == pytest.approx(expected, abs=1e-4)
+    assert choice == max(options, key=expected.get)
+    assert lc.choose(msgs, options) == choice
+    again = LocalClient(model, tok, max_new_tokens=6, cache_dir=tmp_path / "lc", model_id="tiny-llama-0")
+    again.model = None  # a cache hit must not touch the model
+    assert again.complete(msgs) == text and again.choose(msgs, options) == choice and again.misses == 0
+    related, raw = classify_related(lc, "cats", "task")
+    yes, no = (float(x.split("=")[1]) for x in raw.removeprefix("log p: ").split(", "))
+    assert related is True and yes == no  # "yes" and "no" are both <unk> here: a tie goes to the first option
+    with pytest.raises(ValueError, match="model_id"):
+        LocalClient(model, tok, cache_dir=tmp_path / "x")
+
+
+def test_local_client_uses_a_chat_template(tiny):
+    model, tok = tiny[0], tiny_tokenizer()
+    tok.chat_template = ("{% for m in messages %}<s> {{ m['content'] }} </s>\n{% endfor %}"
+                         "{% if add_generation_prompt %}the\n{% endif %}")
+    lc = LocalClient(model, tok, max_new_tokens=3)
+    msgs = [{"role": "system", "content": "a cat"}, {"role": "user", "content": "the dog sat"}]
+    assert lc.prompt(msgs) == "<s> a cat </s>\n<s> the dog sat </s>\nthe\n"
+    ids = tok(lc.prompt(msgs), add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
+    vocab = tok.get_vocab()
+    scores = lc.option_logprobs(msgs, ["cat", "mat"])  # Cat/Mat are <unk>: logsumexp with the <unk> score
+    for o in ("cat", "mat"):
+        want = torch.logsumexp(torch.stack([logp[vocab[o]], logp[vocab["<unk>"]]]), 0).item()
+        assert scores[o] == pytest.approx(want, abs=1e-4)
+    assert isinstance(lc.complete(msgs), str) and lc.hits == 0  # no cache_dir: nothing cached
