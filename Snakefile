@@ -33,6 +33,14 @@ if FT:
     include: "workflow/rules/finetune.smk"
 
 
+if LFP:
+
+    include: "workflow/rules/sae.smk"
+    include: "workflow/rules/probes.smk"
+    include: "workflow/rules/validation.smk"
+    include: "workflow/rules/lfp_tables.smk"
+
+
 include: "workflow/rules/figures.smk"
 
 

@@ -319,7 +319,7 @@ def test_local_client_complete_choose_and_cache(tiny, tmp_path):
     assert again.complete(msgs) == text and again.choose(msgs, options) == choice and again.misses == 0
     related, raw = classify_related(lc, "cats", "task")
     yes, no = (float(x.split("=")[1]) for x in raw.removeprefix("log p: ").split(", "))
-    assert related is True and yes == no  # "yes" and "no" are both <unk> here: a tie goes to the first option
+    assert related is None and yes == no  # "yes" and "no" are both <unk> here: a tie is no label
     with pytest.raises(ValueError, match="model_id"):
         LocalClient(model, tok, cache_dir=tmp_path / "x")
 

@@ -245,3 +245,17 @@ def ablation_table(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0, ci: floa
                      "mean_reward": m.mean, "ci_low": m.ci_low, "ci_high": m.ci_high,
                      "diff_vs_sae": float(d.mean()) if d.size else np.nan, "diff_ci_low": lo, "diff_ci_high": hi})
     return pd.DataFrame(rows)
+
+
+def ablation_prompts(kind: str, table: pd.DataFrame, tokenizer, n: int, prefix_tokens: int = 30,
+                     seed: int = 0) -> list[str]:
+    """The prompts Table 6 samples from: 30-token prefixes of reviews (VADER), or the preference
+    prompts as the opening of a "User: ... / Assistant:" exchange (hh / toxic) - the layout the
+    SAEs and probes saw (lensflow.task_texts), so the patched layers get familiar inputs."""
+    if kind == "vader":
+        return prefixes_from_texts(list(table["text"].astype(str)), tokenizer, n, prefix_tokens, seed)
+    from .task_texts import exchange
+
+    prompts = list(dict.fromkeys(table["prompt"].astype(str)))
+    order = np.random.default_rng(seed).permutation(len(prompts))[:n]
+    return [exchange(prompts[i], "").rstrip() for i in order]

@@ -124,6 +124,44 @@ def references(cfg: dict):
         for i, m in enumerate(el["dynamics"]):
             yield f"expertlens.dynamics.{i}", m, "models with checkpoints", with_checkpoints
     yield from finetune_references(cfg, set(models), texts)
+    yield from lfp_references(cfg, set(models))
+
+
+def lfp_references(cfg: dict, models: set):
+    """Cross-references of the LFP stages 3-9 (SAEs, probes, explanations)."""
+    lfp = cfg.get("lfp")
+    if not lfp:
+        return
+    tasks = set(cfg.get("finetune", {}).get("tasks", {}))
+    for i, t in enumerate(lfp["ablations"].get("tasks", [])):
+        yield f"lfp.ablations.tasks.{i}", t, "finetune.tasks", tasks
+    for m in lfp["sae"]["alpha_by_model"]:
+        yield f"lfp.sae.alpha_by_model.{m}", m, "models", models
+    ex = lfp["explainer"]
+    if ex["backend"] == "local" and "model" in ex:
+        yield "lfp.explainer.model", ex["model"], "models", models
+
+
+def lfp_problems(cfg: dict):
+    """Messages for LFP settings that are valid one by one but not together."""
+    lfp = cfg.get("lfp")
+    if not lfp:
+        return
+    if not cfg.get("finetune"):
+        yield "key 'lfp': needs a 'finetune' section (the SAEs are trained on the tuned models)"
+    ft = cfg.get("finetune") or {}
+    for name, t in ft.get("tasks", {}).items():
+        if t["method"] == "dpo" and "feedback" not in t and t["preferences"] not in ft["synthetic_preferences"]:
+            yield f"key 'finetune.tasks.{name}.feedback': required for the LFP stages (hh or toxic) when the preferences are a data set"
+        if "description" not in t:
+            yield f"key 'finetune.tasks.{name}.description': required for the LFP stages (the explainer classifies features against it)"
+    ex = lfp["explainer"]
+    if "model" not in ex:
+        yield "key 'lfp.explainer.model': required (a registry model for backend local, the endpoint's model for openai)"
+    if ex["backend"] == "openai" and "base_url" not in ex:
+        yield "key 'lfp.explainer.base_url': required with backend openai"
+    if ex["backend"] == "local" and "base_url" in ex:
+        yield "key 'lfp.explainer.base_url': only used with backend openai"
 
 
 def finetune_references(cfg: dict, models: set, texts: set):
@@ -165,6 +203,7 @@ def validate_config(cfg: dict, source: str = "config") -> dict:
         if value not in allowed
     ]
     clash = set(cfg.get("finetune", {}).get("synthetic_preferences", {})) & set(cfg["data"])
+    problems += list(lfp_problems(cfg))
     problems += [f"key 'finetune.synthetic_preferences.{n}': also a data set name (both write results/data/{n}.parquet)"
                  for n in sorted(clash)]
     if problems:

@@ -250,10 +250,12 @@ class LocalClient(CachedBackend):
             totals[o].append(float(logp[torch.arange(len(f) - start), torch.tensor(f[start:])].sum()))
         return {o: float(torch.logsumexp(torch.tensor(v), 0)) for o, v in totals.items()}
 
-    def choose_with_raw(self, messages: list[dict], options: list[str]) -> tuple[str, str]:
-        """(the most probable option — the first on ties, the per-option log-probs as text)."""
+    def choose_with_raw(self, messages: list[dict], options: list[str]) -> tuple[str | None, str]:
+        """(the most probable option, the per-option log-probs as text); None on an exact tie
+        (e.g. every option maps to the same unknown token): no preference is no label."""
         scores = self.option_logprobs(messages, options)
-        best = max(options, key=lambda o: (scores[o], -options.index(o)))
+        ranked = sorted(options, key=lambda o: -scores[o])
+        best = None if len(ranked) > 1 and scores[ranked[0]] == scores[ranked[1]] else ranked[0]
         return best, "log p: " + ", ".join(f"{o}={scores[o]:.3f}" for o in options)
 
 

@@ -77,3 +77,10 @@ def high_overlap_features(pairs: pd.DataFrame, k: int | None = None, threshold: 
             raise ValueError(f"k must be >= 0, got {k}")
         return ranked.head(k)
     return ranked[ranked["cosine"] >= threshold].reset_index(drop=True)
+
+
+def explained_features(pairs: pd.DataFrame, alive, k: int) -> pd.DataFrame:
+    """The k best-matched AE_n features that fire at least once (`alive`: feature ids with a
+    record). A dead feature has nothing to explain, however well its direction matches."""
+    live = pairs[pairs["small_feature"].isin(set(alive))]
+    return high_overlap_features(live, k=k)

@@ -214,3 +214,42 @@ def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAuto
     sae = SparseAutoencoder(**json.loads(meta["config"]))
     sae.load_state_dict(load_file(str(path)))
     return sae.to(device)
+
+
+def save_saes(saes: dict[int, SparseAutoencoder], path: str | Path, meta: dict | None = None) -> None:
+    """Several SAEs (one per layer) in one safetensors file, written atomically.
+
+    Tensors are named `layer<L>.<param>`; the metadata holds each layer's config and `meta`.
+    """
+    from safetensors.torch import save_file
+
+    from .io import atomic_path
+
+    tensors = {f"layer{layer}.{k}": v.detach().cpu().contiguous()
+               for layer, sae in saes.items() for k, v in sae.state_dict().items()}
+    info = {"format": SAE_FORMAT, "layers": json.dumps({str(layer): sae.config() for layer, sae in saes.items()}),
+            "meta": json.dumps(meta or {}, sort_keys=True, default=str)}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=info)
+
+
+def load_saes(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[int, SparseAutoencoder], dict]:
+    """Inverse of save_saes: ({layer: SAE}, meta)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            info = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated/corrupt files
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+    if info.get("format") != SAE_FORMAT or "layers" not in info:
+        raise ValueError(f"{path} is not a lensflow multi-layer SAE file (format={info.get('format')!r})")
+    saes = {}
+    for layer, cfg in json.loads(info["layers"]).items():
+        sae = SparseAutoencoder(**cfg)
+        prefix = f"layer{layer}."
+        sae.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        saes[int(layer)] = sae.to(device).eval()
+    return saes, json.loads(info.get("meta", "{}"))

@@ -260,3 +260,19 @@ def rewrite_triples(prompts: list[str], kind: str, n_triples: int, seed: int = 0
             text = f"User: {prompt}\nAssistant: {answers[polarity]}"
             rows.append((tid, polarity, text, -1, -1, None, np.nan, pid, True))
     return _frame(rows)
+
+
+def corpus_lexicon(texts, lexicon: dict[str, float], min_count: int = 2) -> dict[str, float]:
+    """The lexicon entries that occur (as whole words, any case) at least `min_count` times in `texts`.
+
+    Substitutes drawn from the whole VADER lexicon are mostly rare forms ("richened", "weaklier")
+    that a review never contains and a tuned policy never generates; drawing them from the words
+    the corpus itself uses keeps the triples natural and gives each word several rows.
+    """
+    counts: dict[str, int] = {}
+    for text in texts:
+        for m in _WORD.finditer(str(text)):
+            w = m.group(0).lower()
+            if w in lexicon:
+                counts[w] = counts.get(w, 0) + 1
+    return {w: lexicon[w] for w, c in counts.items() if c >= min_count}

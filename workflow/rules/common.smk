@@ -197,6 +197,99 @@ def ft_targets():
     return out + ["results/tables/lfp_finetune.md"]
 
 
+# --- Learned Feedback Patterns: SAEs, probes, explanations, validation --------------------
+LFP = config.get("lfp") if FT else None
+LFP_RUNS = FT_RUNS if LFP else []
+if LFP and LFP["explainer"]["backend"] == "local":
+    EXTRA_USED_MODELS += [LFP["explainer"]["model"]]
+
+
+def lfp_alpha(model):
+    return LFP["sae"]["alpha_by_model"].get(model, LFP["sae"]["alpha"])
+
+
+def lfp_variants(model, task):
+    """SAE variant name -> settings (lensflow.sae_train.Variant) for one tuned model."""
+    sae, abl = LFP["sae"], LFP["ablations"]
+    small, big = sae["widths"]
+    base = dict(tied=sae["tied"], alpha=lfp_alpha(model), layers="highest")
+    out = {"n": dict(base, width=small), "2n": dict(base, width=big)}
+    if task not in abl.get("tasks", list(FT["tasks"])):
+        return out
+    for a in abl["l1_sweep"]:
+        if a != base["alpha"]:
+            out[f"l1-{a:g}"] = dict(base, width=small, alpha=a)
+    if abl["untied"]:
+        out["untied" if sae["tied"] else "tied"] = dict(
+            base, width=small, tied=not sae["tied"]
+        )
+    if abl["lowest_layers"]:
+        out["lowest"] = dict(base, width=small, layers="lowest")
+    return out
+
+
+def lfp_selections(model, task):
+    """Layer selections (layers.json keys) whose activations the variants need."""
+    return sorted({v["layers"] for v in lfp_variants(model, task).values()})
+
+
+def lfp_kind(task):
+    """What a task's feedback is: the VADER reward (RL tasks) or an hh / toxic preference judge."""
+    spec = ft_task(task)
+    if "feedback" in spec:
+        return spec["feedback"]
+    if spec["method"] != "dpo":
+        return "vader"
+    return FT["synthetic_preferences"][spec["preferences"]]["judge"]
+
+
+def lfp_task_table(task):
+    """The table a task's texts come from: the reviews corpus (RL) or the preference pairs (DPO)."""
+    if ft_task(task)["method"] == "dpo":
+        return ft_preferences(task)
+    return f"results/data/{FT['reviews']}.parquet"
+
+
+def lfp_explainer_input(wc):
+    """The local explainer's model folder; nothing for an HTTP endpoint."""
+    ex = LFP["explainer"]
+    return [model_dir(ex["model"])] if ex["backend"] == "local" else []
+
+
+def lfp_explainer_gpu():
+    return 1 if LFP["explainer"]["backend"] == "local" else 0
+
+
+def lfp_sae_files(model, task):
+    return [
+        f"results/lfp/{model}/{task}/sae/{v}_metrics.parquet"
+        for v in lfp_variants(model, task)
+    ]
+
+
+LFP_TABLES = ["probes", "words", "explanations", "activity", "ablation", "claims"]
+
+
+def lfp_targets():
+    if not LFP:
+        return []
+    tables = ["sae", "overlap"] + LFP_TABLES
+    figures = [
+        f"results/figures/lfp/{name}_{m}_{t}.png"
+        for m, t in LFP_RUNS
+        for name in ["probe_pca"] + (["probe_error"] if lfp_kind(t) == "vader" else [])
+    ]
+    return (
+        [f"results/tables/lfp_{n}.md" for n in tables]
+        + figures
+        + [
+            f"results/figures/lfp/{name}_{m}_{t}.png"
+            for m, t in LFP_RUNS
+            for name in ["sae_training", "l1_sweep", "overlap"]
+        ]
+    )
+
+
 EL_TABLES = ["alignment", "stability", "domains", "causal", "claims", "concepts"]
 
 
@@ -210,6 +303,7 @@ def all_targets():
     return [
         *el_targets(),
         *ft_targets(),
+        *lfp_targets(),
         *[f"results/data/{d}.parquet" for d in DATA],
         *activation_targets(),
         "results/tables/inventory.csv",

@@ -228,3 +228,90 @@ if FT:
             dpi=config["figures"]["dpi"],
         script:
             "../scripts/fig_lfp_divergence.py"
+
+
+if LFP:
+
+    rule fig_lfp_sae:
+        input:
+            histories=lambda wc: [
+                f"results/lfp/{wc.model}/{wc.task}/sae/{v}_history.parquet"
+                for v in lfp_variants(wc.model, wc.task)
+            ],
+            metrics=lambda wc: lfp_sae_files(wc.model, wc.task),
+            overlap="results/lfp/{model}/{task}/overlap.parquet",
+        output:
+            training=report(
+                "results/figures/lfp/sae_training_{model}_{task}.png",
+                caption="../report/lfp_sae_training.rst",
+                category="Learned Feedback Patterns",
+                subcategory="Sparse autoencoders",
+            ),
+            training_pdf="results/figures/lfp/sae_training_{model}_{task}.pdf",
+            sweep=report(
+                "results/figures/lfp/l1_sweep_{model}_{task}.png",
+                caption="../report/lfp_l1_sweep.rst",
+                category="Learned Feedback Patterns",
+                subcategory="Sparse autoencoders",
+            ),
+            sweep_pdf="results/figures/lfp/l1_sweep_{model}_{task}.pdf",
+            overlap=report(
+                "results/figures/lfp/overlap_{model}_{task}.png",
+                caption="../report/lfp_overlap_figure.rst",
+                category="Learned Feedback Patterns",
+                subcategory="Sparse autoencoders",
+            ),
+            overlap_pdf="results/figures/lfp/overlap_{model}_{task}.pdf",
+        log:
+            "results/logs/figures/lfp_sae_{model}_{task}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            dpi=config["figures"]["dpi"],
+        script:
+            "../scripts/fig_lfp_sae.py"
+
+    rule fig_lfp_probe_pca:
+        input:
+            data="results/lfp/{model}/{task}/probe_data.parquet",
+        output:
+            png=report(
+                "results/figures/lfp/probe_pca_{model}_{task}.png",
+                caption="../report/lfp_probe_pca.rst",
+                category="Learned Feedback Patterns",
+                subcategory="Probes and validation",
+            ),
+            pdf="results/figures/lfp/probe_pca_{model}_{task}.pdf",
+        log:
+            "results/logs/figures/lfp_probe_pca_{model}_{task}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            figure="pca",
+            dpi=config["figures"]["dpi"],
+            seed=config["seed"],
+        script:
+            "../scripts/fig_lfp_probe.py"
+
+    rule fig_lfp_probe_error:
+        input:
+            words="results/lfp/{model}/{task}/probe_words.parquet",
+            measures="results/lfp/{model}/{task}/probe_measures.parquet",
+        output:
+            png=report(
+                "results/figures/lfp/probe_error_{model}_{task}.png",
+                caption="../report/lfp_probe_error.rst",
+                category="Learned Feedback Patterns",
+                subcategory="Probes and validation",
+            ),
+            pdf="results/figures/lfp/probe_error_{model}_{task}.pdf",
+        log:
+            "results/logs/figures/lfp_probe_error_{model}_{task}.log",
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            figure="error",
+            dpi=config["figures"]["dpi"],
+            seed=config["seed"],
+        script:
+            "../scripts/fig_lfp_probe.py"

@@ -1,0 +1,33 @@
+"""The task's text (LFP §3.2): what the tuned model reads when we record its MLP outputs.
+
+VADER task: reviews from the corpus the policy was tuned on. HH / toxic tasks: the preference
+pairs' prompts with each of their two answers, written as one plain "User: ... / Assistant: ..."
+exchange (the same layout as the contrastive rewrites), so the SAEs see both kinds of answer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def exchange(prompt: str, answer: str) -> str:
+    return f"User: {prompt.strip()}\nAssistant: {answer.strip()}"
+
+
+def task_texts(method: str, table: pd.DataFrame, n_texts: int, seed: int = 0) -> pd.DataFrame:
+    """(text_id, text): up to n_texts texts, a seeded sample; ids are row numbers of the result."""
+    if method == "dpo":
+        missing = {"prompt", "chosen", "rejected"} - set(table.columns)
+        if missing:
+            raise ValueError(f"preference table lacks columns {sorted(missing)}")
+        texts = [exchange(p, a) for p, c, r in zip(table["prompt"], table["chosen"], table["rejected"]) for a in (c, r)]
+    else:
+        if "text" not in table.columns:
+            raise ValueError("corpus table lacks a 'text' column")
+        texts = [t for t in table["text"].astype(str) if t.strip()]
+    if not texts:
+        raise ValueError("no task texts: the corpus or preference table is empty")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.permutation(len(texts))[: min(n_texts, len(texts))])
+    return pd.DataFrame({"text_id": np.arange(len(pick), dtype=np.int64), "text": [texts[i] for i in pick]})

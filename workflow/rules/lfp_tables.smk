@@ -1,0 +1,36 @@
+# Learned Feedback Patterns: the paper's tables (2-10) and the claims table, over every tuned model.
+
+
+rule lfp_tables:
+    input:
+        measures=[f"results/lfp/{m}/{t}/probe_measures.parquet" for m, t in LFP_RUNS],
+        words=[f"results/lfp/{m}/{t}/probe_words.parquet" for m, t in LFP_RUNS],
+        explanations=[f"results/lfp/{m}/{t}/explanations.parquet" for m, t in LFP_RUNS],
+        activity=[f"results/lfp/{m}/{t}/activity.parquet" for m, t in LFP_RUNS],
+        ablation=[f"results/lfp/{m}/{t}/ablation.parquet" for m, t in LFP_RUNS],
+        overlap="results/tables/lfp_overlap.csv",
+    output:
+        **{
+            f"{name}_{ext}": (
+                report(
+                    f"results/tables/lfp_{name}.csv",
+                    caption=f"../report/lfp_{name}.rst",
+                    category="Learned Feedback Patterns",
+                    subcategory="Probes and validation",
+                )
+                if ext == "csv"
+                else f"results/tables/lfp_{name}.md"
+            )
+            for name in LFP_TABLES
+            for ext in ("csv", "md")
+        },
+    log:
+        "results/logs/lfp/tables.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        runs=LFP_RUNS,
+        n_boot=1000,
+        seed=config["seed"],
+    script:
+        "../scripts/lfp_tables.py"

@@ -1,0 +1,79 @@
+# Learned Feedback Patterns §3.3-4.1: contrastive triples, the probe's inputs (the tuned model's
+# AE_n codes at the selected layers) and labels (activation deltas), the probes and their tests.
+
+
+rule lfp_triples:
+    input:
+        table=lambda wc: lfp_task_table(wc.task),
+        lexicon=f"results/data/{FT['lexicon']}.parquet",
+    output:
+        "results/lfp/triples/{task}.parquet",
+    log:
+        "results/logs/lfp/triples/{task}.log",
+    wildcard_constraints:
+        task=registry_choice(FT["tasks"]),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        task=lambda wc: wc.task,
+        kind=lambda wc: lfp_kind(wc.task),
+        n_triples=LFP["triples"]["n_triples"],
+        min_abs_value=LFP["triples"]["min_abs_value"],
+        seed=config["seed"],
+    script:
+        "../scripts/lfp_triples.py"
+
+
+rule lfp_probe_data:
+    input:
+        model="results/finetune/{model}/{task}/model",
+        triples="results/lfp/triples/{task}.parquet",
+        saes="results/lfp/{model}/{task}/sae/n.safetensors",
+        layers="results/finetune/{model}/{task}/layers.json",
+    output:
+        "results/lfp/{model}/{task}/probe_data.parquet",
+    log:
+        "results/logs/lfp/{model}/{task}/probe_data.log",
+    benchmark:
+        "results/benchmarks/lfp/{model}/{task}/probe_data.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: job_resources("gpu_job")["threads"]
+    resources:
+        gpu=1,
+        mem_mb=job_resources("gpu_job")["mem_mb"],
+        runtime=job_resources("gpu_job")["runtime"],
+    params:
+        model=lambda wc: f"{wc.model}+{wc.task}",
+        batch_size=ACT["batch_size"],
+        max_length=LFP["max_length"],
+        seed=config["seed"],
+    script:
+        "../scripts/lfp_probe_data.py"
+
+
+rule lfp_probe:
+    input:
+        data="results/lfp/{model}/{task}/probe_data.parquet",
+        words=lambda wc: (
+            [f"results/finetune/{wc.model}/{wc.task}/eval_words.parquet"]
+            if lfp_kind(wc.task) == "vader"
+            else []
+        ),
+    output:
+        predictions="results/lfp/{model}/{task}/probe_predictions.parquet",
+        measures="results/lfp/{model}/{task}/probe_measures.parquet",
+        words="results/lfp/{model}/{task}/probe_words.parquet",
+    log:
+        "results/logs/lfp/{model}/{task}/probe.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        model=lambda wc: wc.model,
+        task=lambda wc: wc.task,
+        kind=lambda wc: lfp_kind(wc.task),
+        test_fraction=LFP["probes"]["test_fraction"],
+        n_sample_words=LFP["probes"]["n_sample_words"],
+        seed=config["seed"],
+    script:
+        "../scripts/lfp_probe.py"

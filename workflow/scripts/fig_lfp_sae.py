@@ -1,0 +1,30 @@
+"""Figures of one tuned model's SAEs: training curves, the L1 sweep (Fig. 8), feature overlap (Fig. 3).
+
+Snakemake rule `fig_lfp_sae`: input.histories, input.metrics (every variant of the run),
+input.overlap; params.dpi -> output.training/sweep/overlap (PNG) and their *_pdf twins.
+"""
+
+import pandas as pd
+
+from lensflow import io
+from lensflow.plots_sae import plot_l1_sweep, plot_overlap, plot_sae_training
+from lensflow.runtime import setup_logging
+from lensflow.sae_tables import random_mmcs
+
+
+def main(sm):
+    setup_logging(sm.log[0])
+    dpi = sm.params.dpi
+    history = pd.concat([io.read_table(f).assign(variant=io.read_metadata(f)["variant"]) for f in sm.input.histories],
+                        ignore_index=True)
+    metrics = pd.concat([io.read_table(f) for f in sm.input.metrics], ignore_index=True)
+    plot_sae_training(history, sm.output.training, sm.output.training_pdf, dpi=dpi)
+    plot_l1_sweep(metrics, sm.output.sweep, sm.output.sweep_pdf, dpi=dpi)
+    small = metrics[metrics["variant"] == "n"].iloc[0]
+    big = metrics[metrics["variant"] == "2n"].iloc[0]
+    chance = random_mmcs(int(small["d_in"]), int(small["d_hidden"]), int(big["d_hidden"]))
+    plot_overlap(io.read_table(sm.input.overlap), sm.output.overlap, sm.output.overlap_pdf, chance=chance, dpi=dpi)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)

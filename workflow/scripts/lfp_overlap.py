@@ -1,0 +1,32 @@
+"""Feature overlap of AE_n and AE_2n per layer (LFP §3.4, Fig. 3): Hungarian matching, MMCS.
+
+Snakemake rule `lfp_overlap`: input.small, input.big (multi-layer SAE files); params: model, task
+-> output[0] (Parquet: layer, small_feature, big_feature, cosine, rank; MMCS per layer in metadata).
+"""
+
+import pandas as pd
+
+from lensflow import io
+from lensflow.overlap import feature_overlap
+from lensflow.runtime import setup_logging
+from lensflow.sae import load_saes
+
+
+def main(sm):
+    log = setup_logging(sm.log[0])
+    p = sm.params
+    small, meta = load_saes(sm.input.small)
+    big, _ = load_saes(sm.input.big)
+    if set(small) != set(big):
+        raise ValueError(f"{sm.input.small} and {sm.input.big} cover different layers: {sorted(small)} vs {sorted(big)}")
+    tables, mmcs = [], {}
+    for layer in sorted(small):
+        pairs, mmcs[layer] = feature_overlap(small[layer], big[layer])
+        tables.append(pairs.assign(layer=layer, rank=range(len(pairs))))
+        log.info("layer %d: MMCS %.3f, best match %.3f", layer, mmcs[layer], pairs["cosine"].max())
+    io.write_table(pd.concat(tables, ignore_index=True), sm.output[0],
+                   {"model": p.model, "task": p.task, "seed": meta.get("seed"), "mmcs": mmcs})
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,47 @@
+"""Train one SAE variant on every layer of its selection and measure it on held-out texts.
+
+Snakemake rule `lfp_sae`: input.activations (per-token cache), input.layers (layers.json);
+params: model, task, variant, settings (width/tied/alpha/layers), lr, batch_size, n_examples,
+shuffle_buffer, heldout_fraction, seed -> output.saes (safetensors, one SAE per layer),
+output.metrics (Parquet: one row per layer), output.history (Parquet: loss curve per layer).
+"""
+
+import json
+
+from lensflow import io
+from lensflow.runtime import pick_device, seed_everything, setup_logging
+from lensflow.sae import save_saes
+from lensflow.sae_data import cache_text_ids, split_texts
+from lensflow.sae_train import Variant, train_variant
+
+
+def main(sm):
+    log = setup_logging(sm.log[0])
+    p = sm.params
+    seed_everything(p.seed)
+    device = pick_device(sm.resources.get("gpu", 0), sm.threads)
+    variant = Variant(**p.settings)
+    layers = json.loads(open(sm.input.layers).read())[variant.layers]
+    cache_meta = io.read_metadata(sm.input.activations)
+    by_layer = dict(zip(cache_meta["layers"], cache_meta["modules"]))
+    missing = [layer for layer in layers if layer not in by_layer]
+    if missing:
+        raise ValueError(f"{sm.input.activations}: no activations for layers {missing} (has {sorted(by_layer)})")
+    train_ids, heldout_ids = split_texts(cache_text_ids(sm.input.activations), p.heldout_fraction, seed=p.seed)
+    saes, metrics, history = train_variant(
+        sm.input.activations, {layer: by_layer[layer] for layer in layers}, variant, train_ids, heldout_ids,
+        lr=p.lr, batch_size=p.batch_size, n_examples=p.n_examples, shuffle_buffer=p.shuffle_buffer,
+        seed=p.seed, device=device)
+    meta = {"model": p.model, "task": p.task, "variant": p.variant, **p.settings, "lr": p.lr,
+            "batch_size": p.batch_size, "n_examples": p.n_examples, "seed": p.seed, "device": str(device),
+            "n_train_texts": len(train_ids), "n_heldout_texts": len(heldout_ids)}
+    metrics = metrics.assign(model=p.model, task=p.task, variant=p.variant)
+    io.write_table(metrics, sm.output.metrics, meta)
+    io.write_table(history, sm.output.history, meta)
+    save_saes(saes, sm.output.saes, meta)
+    log.info("%s/%s %s: mean held-out fvu %.3f, L0 %.1f", p.model, p.task, p.variant,
+             metrics["heldout_fvu"].mean(), metrics["heldout_l0"].mean())
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)

@@ -1,0 +1,50 @@
+"""The LFP paper's tables over every tuned model: probes (Tables 3-5, 10), sampled words (Tables 2/9),
+feature explanations (Tables 1/8), activity (Table 7), ablation (Table 6) and the claims table.
+
+Snakemake rule `lfp_tables`: input.measures, input.words, input.explanations, input.activity,
+input.ablation (one per run, in params.runs order), input.overlap (CSV); params: runs, n_boot, seed
+-> output.<name>_csv / <name>_md for each table.
+"""
+
+import pandas as pd
+
+from lensflow import io
+from lensflow.ablation import ablation_table
+from lensflow.lfp_claims import ablation_claims, activity_claims, overlap_claims, probe_claims
+from lensflow.runtime import setup_logging
+from lensflow.tables import write_csv_md
+
+TITLES = {"probes": "LFP probes (Tables 3, 4, 5, 10)", "words": "Predicted vs lexicon value, sampled words (Tables 2/9)",
+          "explanations": "Feature explanations (Tables 1/8)", "activity": "Related-feature activity (Table 7)",
+          "ablation": "Zero-ablation of related features (Table 6)", "claims": "LFP claims"}
+
+
+def main(sm):
+    log = setup_logging(sm.log[0])
+    p = sm.params
+    runs = [dict(model=m, task=t) for m, t in p.runs]
+    measures = pd.concat([io.read_table(f) for f in sm.input.measures], ignore_index=True)
+    words = []
+    for run, f in zip(runs, sm.input.words):
+        w, sampled = io.read_table(f), io.read_metadata(f).get("sampled_words", [])
+        words.append(w[w["word"].isin(sampled)].assign(**run))
+    tables = {
+        "probes": measures,
+        "words": pd.concat(words, ignore_index=True),
+        "explanations": pd.concat([io.read_table(f).assign(**r) for r, f in zip(runs, sm.input.explanations)],
+                                  ignore_index=True),
+        "activity": pd.concat([io.read_table(f) for f in sm.input.activity], ignore_index=True),
+        "ablation": pd.concat([ablation_table(io.read_table(f), n_boot=p.n_boot, seed=p.seed).assign(**r)
+                               for r, f in zip(runs, sm.input.ablation)], ignore_index=True),
+    }
+    overlap = pd.read_csv(sm.input.overlap)
+    claims = (probe_claims(measures) + overlap_claims(overlap) + activity_claims(tables["activity"])
+              + ablation_claims(tables["ablation"]))
+    tables["claims"] = pd.DataFrame(claims)
+    for name, df in tables.items():
+        write_csv_md(df, sm.output[f"{name}_csv"], sm.output[f"{name}_md"], TITLES[name])
+    log.info("claims: %s", tables["claims"]["verdict"].value_counts().to_dict() if len(claims) else "none")
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by Snakemake)
