@@ -247,9 +247,6 @@ def test_activity_claims():
     assert "a / vader" in rows[0]["statistic"]
 
 
-@pytest.mark.xfail(strict=True, reason="lfp_claims.activity_claims: note=r.reason or ... keeps a NaN reason "
-                                       "(pandas' missing value, e.g. a str column built in memory under pandas 3) "
-                                       "as the note instead of 'N related features'")
 def test_activity_claims_note_with_nan_reason():
     rows = activity_claims(activity_frame([None, np.nan, "no input has a probe prediction > 0.5"]))
     assert [r["note"] for r in rows[:2]] == ["5 related features", "7 related features"]

@@ -1,5 +1,6 @@
 """The workflow as a whole: dry-runs of the shipped configs, lint, formatting, bad config, tiny run."""
 
+import json
 import subprocess
 import sys
 
@@ -118,6 +119,39 @@ def test_finetune_outputs(tiny_run):
     assert len(div) == 2 and (div["divergence"] > 0).all()  # training moved every block
     prefs = read_metadata(work / "results/data/toxic-synthetic.parquet")
     assert prefs["synthetic"] is True
+
+
+@pytest.mark.slow
+def test_lfp_outputs(tiny_run):
+    work, _ = tiny_run
+    import pandas as pd
+
+    from lensflow.sae import load_saes
+
+    run = work / "results/lfp/tiny-llama/vader"
+    layers = json.loads((work / "results/finetune/tiny-llama/vader/layers.json").read_text())
+    saes, meta = load_saes(run / "sae/n.safetensors")
+    assert sorted(saes) == sorted(layers["highest"]) and meta["model"] == "tiny-llama" and meta["seed"] == 0
+    big, _ = load_saes(run / "sae/2n.safetensors")
+    assert all(big[layer].d_hidden == 2 * saes[layer].d_hidden for layer in saes)
+    assert all(s.tied for s in saes.values())
+    cache = read_metadata(run / "activations.parquet")
+    assert cache["model"] == "tiny-llama+vader" and cache["pooling"] == "none"  # the TUNED model's activations
+    sae = pd.read_csv(work / "results/tables/lfp_sae.csv")
+    assert {"n", "2n", "l1-0.01", "untied", "lowest"} <= set(sae["variant"])
+    assert sae["heldout_fvu"].notna().all()
+    probes = pd.read_csv(work / "results/tables/lfp_probes.csv")
+    assert {"kendall_tau", "kendall_tau_xavier_baseline", "sign_accuracy_positive"} <= set(probes["measure"])
+    assert "logistic_accuracy" in set(probes.loc[probes["task"] == "toxic", "measure"])
+    triples = pd.read_parquet(work / "results/lfp/triples/toxic.parquet")
+    assert triples["synthetic"].all() and triples.groupby("triple_id").size().eq(3).all()
+    ablation = pd.read_csv(work / "results/tables/lfp_ablation.csv")
+    assert {"model", "sae", "related", "random"} <= set(ablation["condition"])
+    claims = pd.read_csv(work / "results/tables/lfp_claims.csv")
+    assert set(claims["verdict"]) <= {"supported", "not supported", "untestable"} and len(claims) >= 8
+    for name in ("sae_training", "l1_sweep", "overlap", "probe_pca", "probe_error"):
+        assert (work / f"results/figures/lfp/{name}_tiny-llama_vader.png").stat().st_size > 1000
+    assert list((work / "results/lfp/explainer_cache").glob("*.json"))  # every explainer answer cached
 
 
 @pytest.mark.slow

@@ -253,9 +253,9 @@ def ablation_prompts(kind: str, table: pd.DataFrame, tokenizer, n: int, prefix_t
     prompts as the opening of a "User: ... / Assistant:" exchange (hh / toxic) - the layout the
     SAEs and probes saw (lensflow.task_texts), so the patched layers get familiar inputs."""
     if kind == "vader":
-        return prefixes_from_texts(list(table["text"].astype(str)), tokenizer, n, prefix_tokens, seed)
+        return prefixes_from_texts(list(table["text"].dropna().astype(str)), tokenizer, n, prefix_tokens, seed)
     from .task_texts import exchange
 
-    prompts = list(dict.fromkeys(table["prompt"].astype(str)))
+    prompts = list(dict.fromkeys(p.strip() for p in table["prompt"].dropna().astype(str)))
     order = np.random.default_rng(seed).permutation(len(prompts))[:n]
     return [exchange(prompts[i], "").rstrip() for i in order]

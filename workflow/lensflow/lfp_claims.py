@@ -78,7 +78,7 @@ def activity_claims(activity: pd.DataFrame) -> list[dict]:
         rows.append(claim_row("Task-related features fire more than the average feature on high-prediction inputs "
                               "(Table 7)", f"related - average activation rate, {r.model} / {r.task}",
                               r.diff_high, r.diff_high_ci_low, r.diff_high_ci_high, n=r.n_high,
-                              note=r.reason or f"{r.n_related} related features"))
+                              note=r.reason if isinstance(r.reason, str) and r.reason else f"{r.n_related} related features"))
     return rows
 
 

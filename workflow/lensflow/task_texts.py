@@ -25,7 +25,7 @@ def task_texts(method: str, table: pd.DataFrame, n_texts: int, seed: int = 0) ->
     else:
         if "text" not in table.columns:
             raise ValueError("corpus table lacks a 'text' column")
-        texts = [t for t in table["text"].astype(str) if t.strip()]
+        texts = [t for t in table["text"].dropna().astype(str) if t.strip()]
     if not texts:
         raise ValueError("no task texts: the corpus or preference table is empty")
     rng = np.random.default_rng(seed)
