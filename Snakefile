@@ -67,3 +67,17 @@ if EL:
     rule expertlens_tables:
         input:
             [f"results/tables/expertlens_{t}.md" for t in EL_TABLES],
+
+
+if FT:
+
+    rule lfp_finetune_outputs:
+        input:
+            ft_targets(),
+
+
+if LFP:
+
+    rule lfp_outputs:
+        input:
+            lfp_targets(),
