@@ -41,6 +41,61 @@ def test_split_sentences_dedupes_filters_and_skips_non_strings():
     assert C.split_sentences(texts, min_chars=5, max_chars=12) == ["Short one."]
 
 
+# ---------------------------------------------------------------------------- inflections
+
+@pytest.mark.parametrize("word, forms, not_forms", [
+    ("dog", {"dog", "dogs", "dogged", "dogging"}, {"doges", "dogies"}),   # -s; doubling after a short vowel
+    ("box", {"boxes", "boxed", "boxing", "boxer"}, {"boxxed"}),           # -es after x; no doubled x
+    ("church", {"churches"}, set()),
+    ("potato", {"potatoes", "potatos"}, set()),                          # consonant + o
+    ("baby", {"babies", "babied"}, set()),                               # consonant + y
+    ("happy", {"happier", "happiest"}, set()),
+    ("cry", {"cries", "cried", "crying"}, set()),
+    ("boy", {"boys"}, {"boies"}),                                        # vowel + y keeps the y
+    ("bake", {"bakes", "baked", "baking", "baker"}, set()),               # final e
+    ("free", {"freed", "freeing", "freer", "freest"}, {"freing"}),       # -ee keeps its e
+    ("large", {"larger", "largest"}, set()),
+    ("big", {"bigger", "biggest"}, set()),
+    ("stop", {"stopped", "stopping"}, set()),
+    ("rain", {"rained", "raining"}, {"rainned"}),                        # two vowels: no doubling
+    ("give", {"gives", "giving"}, {"gave", "given"}),                    # irregular forms are not matched
+    ("child", {"childs"}, {"children"}),
+    ("ice cream", {"ice cream"}, {"ice creams"}),                        # multi-token: never inflected
+])
+def test_inflections(word, forms, not_forms):
+    got = C.inflections(word)
+    assert forms <= got and not (not_forms & got) and word in got
+
+
+def test_inflections_exclude_other_concepts():
+    assert "news" in C.inflections("new") and "news" not in C.inflections("new", exclude={"News", "old"})
+    assert C.inflections("new", exclude={"new"}) >= {"new"}  # the word itself always stays
+
+
+@pytest.mark.parametrize("text, word, hit", [
+    ("Two dogs ran.", "dog", True),
+    ("The dog's bone.", "dog", True),
+    ("The dogs' bones.", "dog", True),
+    ("She was baking bread.", "bake", True),
+    ("The babies slept.", "baby", True),
+    ("This is the biggest one.", "big", True),
+    ("A doghouse.", "dog", False),       # a compound is not an inflection
+    ("Hot dogma.", "dog", False),
+    ("Good news today.", "new", True),   # news counts for new ...
+])
+def test_contains_word_inflected(text, word, hit):
+    assert C.contains_word(text, word, inflect=True) is hit
+    assert C.contains_word(text, word) is (word in C.tokens(text))  # without inflect: the word only
+    assert (len(C.word_index([text], [word], inflect=True)[word]) == 1) is hit
+
+
+def test_inflected_form_of_another_concept_belongs_to_it():
+    # ... but not when "news" is a concept itself
+    assert not C.contains_word("Good news today.", "new", inflect=True, exclude={"news"})
+    idx = C.word_index(["Good news today.", "A new car.", "New cars."], ["new", "news", "car"], inflect=True)
+    assert idx["new"].tolist() == [1, 2] and idx["news"].tolist() == [0] and idx["car"].tolist() == [1, 2]
+
+
 # ---------------------------------------------------------------------------- mining
 
 SENTS = [f"Sentence {i} has a cat in it." for i in range(30)] + \
@@ -93,6 +148,45 @@ def test_choose_concepts_ties_are_deterministic():
     assert set(df.concept[df.kept]) == {"a", "b", "c", "d"}
 
 
+def _clique(words):
+    return [(a, b) for i, a in enumerate(words) for b in words[i + 1:]]
+
+
+def _by_set(tables, df):
+    kept = df.concept[df.kept]
+    return [C.pairs_covered([t], kept) for t in tables]
+
+
+@pytest.mark.parametrize("max_concepts, old, new", [(5, [10, 0], [3, 1]), (7, [15, 0], [3, 2]), (8, [15, 1], [6, 2])])
+def test_choose_concepts_balances_the_pair_sets(max_concepts, old, new):
+    # a big set (a 6-word clique: 15 pairs) and a small one (three disjoint pairs): maximising
+    # total coverage spends every slot on the clique and leaves the small set nothing
+    big = _pairs(*_clique(["s1", "s2", "s3", "s4", "s5", "s6"]))
+    small = _pairs(("w1", "w2"), ("w3", "w4"), ("w5", "w6"))
+    counts = dict.fromkeys(["s1", "s2", "s3", "s4", "s5", "s6", "w1", "w2", "w3", "w4", "w5", "w6"], 9)
+    total_only = C.choose_concepts([pd.concat([big, small])], counts, 1, max_concepts)  # one set: the old rule
+    assert _by_set([big, small], total_only) == old
+    df = C.choose_concepts([big, small], counts, 1, max_concepts)
+    assert _by_set([big, small], df) == new  # the minimum over sets first, then the total
+    # (at 8, peeling alone stops at [3, 2] with an unpaired w; the swap step trades it for s4)
+    assert df.kept.sum() == max_concepts
+    # every dropped word still has its reason
+    assert df.reason[~df.kept].str.match(r"over max_concepts \d+ \(covers \d+ pairs\)").all()
+    # deterministic, and the order of the pair tables does not matter
+    pd.testing.assert_frame_equal(df, C.choose_concepts([small, big], counts, 1, max_concepts))
+
+
+def test_choose_concepts_unreachable_set_does_not_constrain():
+    # a set whose words are all too rare cannot be covered: the choice is the one without it
+    big = _pairs(*_clique(["s1", "s2", "s3", "s4"]), ("s4", "t"), ("t", "u"))
+    rare = _pairs(("r1", "r2"), ("r3", "r4"))
+    counts = dict.fromkeys(["s1", "s2", "s3", "s4", "t", "u"], 9) | dict.fromkeys(["r1", "r2", "r3", "r4"], 1)
+    df = C.choose_concepts([big, rare], counts, 5, 4)
+    alone = C.choose_concepts([big], counts, 5, 4)
+    assert set(df.concept[df.kept]) == set(alone.concept[alone.kept]) == {"s1", "s2", "s3", "s4"}
+    assert df.reason[df.concept.str.startswith("r")].str.startswith("only 1 sentences").all()
+
+
 # ---------------------------------------------------------------------------- bank
 
 POS = {"cat": ["The cat sat down.", "A cat and a dog met."],
@@ -117,6 +211,17 @@ def test_build_bank_every_sentence_once_and_clean_negatives():
     # cat: 3 other sentences, but "The cat ate the fish." mentions it; dog and fish: all 3 others
     assert counts == {("cat", "negative"): 2, ("cat", "positive"): 2, ("dog", "negative"): 3,
                       ("dog", "positive"): 2, ("fish", "negative"): 3, ("fish", "positive"): 2}
+
+
+def test_build_bank_negatives_exclude_inflected_forms():
+    pos = {"dog": ["The dog ran home."], "cat": ["Two dogs chased the cat."], "new": ["A new day began."],
+           "news": ["The news came late."], "car": ["The car was new and fast."]}
+    sents, mem = C.build_bank(pos, n_negative=10, seed=0)
+    text = dict(zip(sents.text_id, sents.text))
+    neg = {c: set(g.text_id[g.label == "negative"].map(text)) for c, g in mem.groupby("concept")}
+    assert "Two dogs chased the cat." not in neg["dog"]  # "dogs" is dog's
+    assert "The news came late." in neg["new"]            # "news" is a concept of its own
+    assert "The car was new and fast." not in neg["new"] and "A new day began." in neg["news"]
 
 
 def test_build_bank_caps_negatives_deterministically():
@@ -144,6 +249,14 @@ def test_first_sentence_and_filter():
     assert G.reject_reason("The dog sat on the mat.", "cat") == "no_word"
     assert G.reject_reason('Here "cat" is used in a short line.', "cat") == "meta"
     assert G.reject_reason("I wrote a sentence about it.", "sentence") is None  # the concept itself
+    # simple inflections count (generated positives), unless the form is another concept
+    assert G.reject_reason("The dogs barked at the mailman.", "dog") is None
+    assert G.reject_reason("She was baking bread all morning.", "bake") is None
+    assert G.reject_reason("The news came late that night.", "new") is None
+    assert G.reject_reason("The news came late that night.", "new", exclude={"news"}) == "no_word"
+    assert G.reject_reason("The children played in the yard.", "child") == "no_word"  # irregular
+    assert G.reject_reason('I really like "dogs" a lot.', "dog") == "meta"
+    assert G.reject_reason("A doghouse stood in the yard.", "dog") == "no_word"
 
 
 @pytest.fixture
@@ -171,9 +284,9 @@ def test_generate_plumbing_with_tiny_model(monkeypatch, one_thread):
         raw.append(texts)
         return texts, n
 
-    def spy_reason(s, c, *a):
-        checked.append((s, c, real_reason(s, c, *a) is None))
-        return real_reason(s, c, *a)
+    def spy_reason(s, c, *a, **k):
+        checked.append((s, c, real_reason(s, c, *a, **k) is None))
+        return real_reason(s, c, *a, **k)
 
     monkeypatch.setattr(G, "complete", spy_complete)
     monkeypatch.setattr(G, "reject_reason", spy_reason)
@@ -187,7 +300,9 @@ def test_generate_plumbing_with_tiny_model(monkeypatch, one_thread):
     assert stats["kept"] + sum(stats["rejected"].values()) == stats["samples"]
     assert all(raw[0]) and len(raw[0]) == 6  # round 0 asks every concept for 2
     for s, c, ok in checked:
-        assert ok == (C.contains_word(s, c) and s.endswith((".", "!", "?")) and len(s) >= 20)
+        others = {"cat", "dog", "film"} - {c}
+        assert ok == (C.contains_word(s, c, inflect=True, exclude=others) and s.endswith((".", "!", "?"))
+                      and len(s) >= 20)
     first_raw = list(raw)
     raw.clear()
     assert G.generate_sentences(model, tok, seed=0, **args) == a
@@ -215,6 +330,22 @@ def test_generate_retries_until_full_and_gives_up(monkeypatch):
     assert len(got["cat"]) == 3 and len(set(got["cat"])) == 3 and got["zebra"] == []
     assert calls[0] == 6 and stats["samples"] == sum(calls)
     assert stats["samples"] <= 2 * 4 * 3  # zebra stopped at its budget of 12 samples
+
+
+def test_generate_accepts_inflections_but_not_other_concepts(monkeypatch):
+    def fake_complete(model, tok, prompts, *a, **k):  # every prompt gets the same two kinds of answer
+        out = []
+        for i, p in enumerate(prompts):
+            out.append(f"Some dogs ran around the yard {i}." if "dog" in p else f"The news of day {i} was good.")
+        return out, len(prompts)
+
+    monkeypatch.setattr(G, "complete", fake_complete)
+    stats = {}
+    got = G.generate_sentences(None, tiny_tokenizer(), ["dog", "new", "news"], n_per_concept=2, max_tries=2,
+                               stats=stats)
+    assert len(got["dog"]) == 2 and len(got["news"]) == 2
+    assert got["new"] == []  # "news" belongs to the concept news, not to new
+    assert stats["inflected"] == 2 and stats["rejected"]["no_word"] == 4  # new: its budget of 2 x 2
 
 
 def test_chat_template_is_used_when_present(one_thread):

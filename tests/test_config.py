@@ -63,6 +63,17 @@ BAD = {
     "expertlens pairs not word pairs": (_set(["expertlens", "pairs", 0], "reviews"), "expertlens.pairs.0"),
     "generated data set without generator": (_drop(["expertlens", "datasets", "generated", "generator"]),
                                              "expertlens.datasets.generated.generator"),
+    "bad generation backend": (_set(["expertlens", "datasets", "generated", "backend"], "http"),
+                               "expertlens.datasets.generated.backend"),
+    "openai generation without base_url": (_set(["expertlens", "datasets", "generated"],
+                                                {"source": "generated", "backend": "openai", "model": "m"}),
+                                           "expertlens.datasets.generated.base_url"),
+    "openai generation with a registry generator": (_set(["expertlens", "datasets", "generated", "backend"], "openai"),
+                                                    "expertlens.datasets.generated.generator"),
+    "endpoint key on a local generator": (_set(["expertlens", "datasets", "generated", "base_url"], "http://x/v1"),
+                                          "expertlens.datasets.generated.base_url"),
+    "generator on a mined data set": (_set(["expertlens", "datasets", "mined", "generator"], "smollm2-135m"),
+                                      "expertlens.datasets.mined.generator"),
     "dynamics model without checkpoints": (_set(["expertlens", "dynamics"], ["smollm2-135m"]), "expertlens.dynamics.0"),
     "bad registry name": (_set(["models", "my model!"], {"source": "local", "path": "x"}), "models"),
 }
@@ -100,3 +111,12 @@ def test_checkpoints_expand_into_models():
     assert set(models) == {"p", "p@step1", "p@step512"}
     assert models["p@step512"]["revision"] == "step512"
     assert "checkpoints" not in models["p@step1"]
+
+
+def test_generated_data_set_from_an_endpoint_validates():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["expertlens"]["datasets"]["api"] = {"source": "generated", "backend": "openai", "model": "any-instruct",
+                                            "base_url": "http://127.0.0.1:8000/v1", "api_key_env": None}
+    ds = validate_config(cfg)["expertlens"]["datasets"]
+    assert ds["api"]["timeout"] == 60 and ds["api"]["api_key_env"] is None and "generator" not in ds["api"]
+    assert ds["generated"]["backend"] == "local" and ds["generated"]["api_key_env"] == "OPENAI_API_KEY"

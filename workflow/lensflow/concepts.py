@@ -12,9 +12,20 @@ Whole-word matching rule (used everywhere: mining, the generation filter, negati
   text is lowercased, curly apostrophes become straight ones, and the tokens are the runs of
   `[a-z]+(?:'[a-z]+)?`. A word is mentioned iff it is one of the tokens, or the token is its
   possessive: "Cat", "cat-like", "cat's" mention "cat"; "category", "cats", "bobcat" do not;
-  "don't" does not mention "don". No lemmatisation: plurals are other words, as in the pairs.
+  "don't" does not mention "don". Mining uses exactly this (no lemmatisation: plurals are other
+  words, as in the pairs).
 Words that are not a single token under that regex (none in SimLex/WordSim; e.g. "ice cream")
 fall back to a case-insensitive `\\b...\\b` regex search.
+
+Inflection rule (inflect=True: generated positives, and every negative set of both sources):
+  a word is also mentioned by its simple regular inflections (`inflections`): -s; -es after
+  s/x/z/ch/sh or a consonant + o; -ed, -ing, -er, -est; with the spelling rules final e
+  (bake: baked, baking, baker), consonant + y (baby: babies; cry: cried; happy: happier, happiest)
+  and a doubled final consonant after one short vowel (big: bigger; stop: stopped, stopping).
+  The forms are generated, not looked up: irregular forms (children, gave, women) are not
+  matched, and a generated form can be an unrelated word (car: cared; cent: center), so a form
+  that is itself one of the other concepts (`exclude`) belongs to that concept, not to this one
+  ("news" is not "new" when both are concepts). Multi-token words are never inflected.
 """
 
 from __future__ import annotations
@@ -73,26 +84,58 @@ def _fallback(word: str) -> re.Pattern:
     return re.compile(r"\b" + re.escape(word) + r"\b", re.IGNORECASE)
 
 
-def contains_word(text: str, word: str) -> bool:
-    """Does `text` mention `word` as a whole word (case-insensitive)?"""
+_VOWELS = "aeiou"
+
+
+def inflections(word: str, exclude=()) -> set[str]:
+    """`word` (lowercased) and its simple regular inflections (module docstring), minus the
+    words in `exclude` (other concepts). A multi-token word or one with an apostrophe: itself only."""
+    w = word.lower()
+    if not WORD.match(w) or "'" in w:
+        return {w}
+    out = {w + "s", w + "ing", w + "ed", w + "er", w + "est"}
+    consonant_before = len(w) >= 2 and w[-2] not in _VOWELS
+    if w.endswith(("s", "x", "z", "ch", "sh")) or (w.endswith("o") and consonant_before):
+        out.add(w + "es")
+    if w.endswith("y") and consonant_before:
+        out |= {w[:-1] + x for x in ("ies", "ied", "ier", "iest")}
+    if w.endswith("e"):
+        out |= {w + "d", w + "r", w + "st"}
+        if not w.endswith("ee"):
+            out.add(w[:-1] + "ing")
+    if len(w) >= 3 and w[-1] not in _VOWELS + "wxy" and w[-2] in _VOWELS and w[-3] not in _VOWELS:
+        out |= {w + w[-1] + x for x in ("ed", "ing", "er", "est")}
+    return (out - {x.lower() for x in exclude}) | {w}
+
+
+def contains_word(text: str, word: str, inflect: bool = False, exclude=()) -> bool:
+    """Does `text` mention `word` as a whole word (case-insensitive)? With inflect, one of its
+    simple inflections counts too (`inflections(word, exclude)`)."""
     word = word.lower()
     if WORD.match(word):
-        return word in tokens(text)
+        return bool(tokens(text) & (inflections(word, exclude) if inflect else {word}))
     return bool(_fallback(word).search(text))
 
 
-def word_index(sentences: list[str], words) -> dict[str, np.ndarray]:
+def word_index(sentences: list[str], words, inflect: bool = False) -> dict[str, np.ndarray]:
     """word -> sorted int64 indices of the sentences that mention it (every word has an entry).
 
-    One token set per sentence, inverted once: ~40k sentences x ~2k words in about a second,
-    instead of 80M regex searches.
+    With inflect, a word's simple inflections count too, except forms that are themselves one of
+    `words` (see the module docstring). One token set per sentence, inverted once: ~40k
+    sentences x ~2k words in about a second, instead of 80M regex searches.
     """
     words = {w.lower() for w in words}
-    hits: dict[str, list[int]] = defaultdict(list)
+    owner: dict[str, set[str]] = defaultdict(set)  # token form -> the words it mentions
+    for w in words:
+        for f in (inflections(w) - words) | {w} if inflect else {w}:  # == inflections(w, words - {w})
+            owner[f].add(w)
+    forms = set(owner)
+    hits: dict[str, set[int]] = defaultdict(set)
     for i, s in enumerate(sentences):
-        for t in tokens(s) & words:
-            hits[t].append(i)
-    out = {w: np.asarray(hits.get(w, []), dtype=np.int64) for w in words}
+        for t in tokens(s) & forms:
+            for w in owner[t]:
+                hits[w].add(i)
+    out = {w: np.asarray(sorted(hits.get(w, ())), dtype=np.int64) for w in words}
     for w in words:
         if not WORD.match(w):  # rare multi-token words: a regex scan
             pat = _fallback(w)
@@ -135,23 +178,74 @@ def _edges(pairs: list[pd.DataFrame]) -> set[tuple[str, str]]:
     return edges
 
 
-def _peel(adj: dict[str, set[str]], max_concepts: int) -> set[str]:
-    """Drop, one at a time, the word with the fewest pairs among the words still in, until
-    max_concepts remain (ties: the alphabetically last goes first, so the result is deterministic).
+def _peel(adjs: list[dict[str, set[str]]], adj: dict[str, set[str]], max_concepts: int) -> set[str]:
+    """Drop, one at a time, the word whose removal hurts the worst-covered pair set least, until
+    max_concepts remain. `adjs`: one eligible pair graph per human-judgment set; `adj`: their union.
+
+    "Hurts least" is leximin over the sets: the word chosen is the one that leaves the sorted
+    vector of per-set covered pairs (smallest first) lexicographically largest, i.e. it maximises
+    the minimum over sets, then the next smallest, ...; ties go to the word with the fewest
+    distinct pairs among the words still in (total coverage), then to the alphabetically last (so
+    the result is deterministic). With a single set this is plain peeling by degree.
 
     Greedy peeling instead of a one-shot degree ranking: a word whose partners are all dropped is
-    worth nothing, and peeling sees that. On SimLex+WordSim (12 positives, 100 concepts) it keeps
-    132 scorable pairs where ranking by degree keeps 86.
+    worth nothing, and peeling sees that. Leximin instead of total coverage: otherwise the largest
+    set takes every slot. On the embedded default (WordSim-353 + SimLex-999, 20 mined positives,
+    60 concepts) total-coverage peeling kept 2 WordSim and 74 SimLex pairs; leximin keeps 29 and
+    29 (57 distinct pairs). Peeling is myopic (it cannot take back a word it dropped), so _swap
+    then polishes the result. A set with no eligible pair never constrains the choice (its
+    coverage is 0 whatever is kept).
     """
     alive = set(adj)
-    degree = {w: len(adj[w]) for w in adj}
+    degree = {w: len(adj[w]) for w in adj}  # distinct pairs with the words still in
+    set_degree = [{w: len(a.get(w, ())) for w in adj} for a in adjs]
+    covered = [sum(d.values()) // 2 for d in set_degree]  # pairs of each set with both words in
     rank = {w: i for i, w in enumerate(sorted(adj))}
+
+    def cost(v):  # smaller is better: -(sorted coverage left), then degree, then late in the alphabet
+        left = sorted(c - d[v] for c, d in zip(covered, set_degree))
+        return tuple(-x for x in left), degree[v], -rank[v]
+
     while len(alive) > max_concepts:
-        w = min(alive, key=lambda v: (degree[v], -rank[v]))
+        w = min(alive, key=cost)
         alive.discard(w)
         for v in adj[w] & alive:
             degree[v] -= 1
-    return alive
+        for i, (a, d) in enumerate(zip(adjs, set_degree)):
+            covered[i] -= d[w]
+            for v in a.get(w, set()) & alive:
+                d[v] -= 1
+    return _swap(adjs, adj, alive)
+
+
+def _swap(adjs: list[dict[str, set[str]]], adj: dict[str, set[str]], keep: set[str]) -> set[str]:
+    """Best single swaps (one kept word out, one dropped word in) while one improves the
+    objective of _peel: (per-set covered pairs sorted smallest first, distinct pairs covered),
+    compared lexicographically. Ties: the alphabetically first (out, in). Every swap strictly
+    improves a bounded objective, so this ends; it usually ends at once (the embedded default:
+    no swap), but it repairs what peeling cannot see, e.g. keeping a word whose pairs only count
+    once a dropped partner comes back."""
+    keep = set(keep)
+
+    def partners(g, w):  # w's partners among the kept words
+        return len(g.get(w, set()) & keep)
+
+    while True:
+        cov = [sum(partners(a, w) for w in keep) // 2 for a in adjs]
+        total = sum(partners(adj, w) for w in keep) // 2
+        best, move = (tuple(sorted(cov)), total), None
+        outs = sorted(keep)
+        ins = sorted({v for w in keep for v in adj[w]} - keep)  # a word with no kept partner adds nothing
+        for x in outs:
+            lose = [partners(a, x) for a in adjs]
+            for y in ins:
+                new = [c - lx + partners(a, y) - (x in a.get(y, ())) for c, lx, a in zip(cov, lose, adjs)]
+                score = (tuple(sorted(new)), total - partners(adj, x) + partners(adj, y) - (x in adj[y]))
+                if score > best:
+                    best, move = score, (x, y)
+        if move is None:
+            return keep
+        keep = (keep - {move[0]}) | {move[1]}
 
 
 def choose_concepts(pairs: list[pd.DataFrame], counts: dict[str, int], min_positive: int,
@@ -160,9 +254,11 @@ def choose_concepts(pairs: list[pd.DataFrame], counts: dict[str, int], min_posit
 
     Columns: concept (str, sorted), n_available (int64: sentences mentioning it), kept (bool),
     reason (str). A word with fewer than min_positive sentences is dropped. If more than
-    max_concepts remain, the kept set is chosen to cover many pairs whose both words are kept
-    (only those can be scored against humans; see _peel). "covers k pairs" in a reason counts the
-    word's pairs with the kept concepts. max_concepts None or 0 means no cap.
+    max_concepts remain, the kept set is chosen so that every pair table (human-judgment set)
+    keeps many pairs whose both words are kept (only those can be scored against humans): the
+    worst-covered table first, then total coverage (see _peel). "covers k pairs" in a reason
+    counts the word's distinct pairs (over all tables) with the kept concepts. max_concepts None
+    or 0 means no cap.
     """
     edges = _edges(pairs)
     words = sorted({w for e in edges for w in e})
@@ -172,7 +268,15 @@ def choose_concepts(pairs: list[pd.DataFrame], counts: dict[str, int], min_posit
         if a in adj and b in adj:
             adj[a].add(b)
             adj[b].add(a)
-    keep = _peel(adj, max_concepts) if max_concepts else set(adj)
+    adjs = []  # the same graph per pair table
+    for df in pairs:
+        g = defaultdict(set)
+        for a, b in _edges([df]):
+            if a in adj and b in adj:
+                g[a].add(b)
+                g[b].add(a)
+        adjs.append(g)
+    keep = _peel(adjs, adj, max_concepts) if max_concepts else set(adj)
     rows = []
     for w in words:
         covers = len(adj.get(w, set()) & keep)
@@ -201,7 +305,9 @@ def build_bank(positives: dict[str, list[str]], n_negative: int, seed: int) -> t
                 shared by several concepts is run through the model once.
     membership: concept (str), text_id (int64), label ("positive" | "negative"), sorted by
                 concept, label, text_id. Negatives: up to n_negative sentences, sampled (seeded
-                per concept) from the other concepts' positives that do not mention the concept.
+                per concept) from the other concepts' positives that do not mention the concept
+                or one of its simple inflections (inflect=True in word_index: "dogs" is never a
+                negative of "dog", whichever source wrote it).
     """
     concepts = sorted(positives)  # dict order must not change the ids
     text_id: dict[str, int] = {}
@@ -209,7 +315,7 @@ def build_bank(positives: dict[str, list[str]], n_negative: int, seed: int) -> t
     for c in concepts:
         own[c] = np.asarray(sorted({text_id.setdefault(s, len(text_id)) for s in positives[c]}), dtype=np.int64)
     texts = list(text_id)
-    mentions = word_index(texts, concepts)  # concept -> ids of bank sentences mentioning it
+    mentions = word_index(texts, concepts, inflect=True)  # concept -> ids of bank sentences mentioning it
     all_ids = np.arange(len(texts), dtype=np.int64)
     parts = []
     for c in concepts:

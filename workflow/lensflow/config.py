@@ -118,13 +118,32 @@ def references(cfg: dict):
         for i, c in enumerate(el["corpora"]):
             yield f"expertlens.corpora.{i}", c, "data (kind: texts)", texts
         for name, ds in el["datasets"].items():
-            if ds["source"] == "generated":
+            if ds["source"] == "generated" and ds["backend"] == "local" and "generator" in ds:
                 yield f"expertlens.datasets.{name}.generator", ds["generator"], "models", set(models)
         with_checkpoints = {n for n, s in cfg["models"].items() if s.get("checkpoints")}
         for i, m in enumerate(el["dynamics"]):
             yield f"expertlens.dynamics.{i}", m, "models with checkpoints", with_checkpoints
     yield from finetune_references(cfg, set(models), texts)
     yield from lfp_references(cfg, set(models))
+
+
+def el_problems(cfg: dict):
+    """Messages for ExpertLens data-set settings that are valid one by one but not together:
+    what writes a generated data set (a registry model, or an OpenAI-compatible endpoint)."""
+    el = cfg.get("expertlens")
+    for name, ds in (el or {}).get("datasets", {}).items():
+        key = f"expertlens.datasets.{name}"
+        if ds["source"] != "generated":
+            yield from (f"key '{key}.{k}': only used with source generated"
+                        for k in ("generator", "model", "base_url") if k in ds)
+        elif ds["backend"] == "local":
+            if "generator" not in ds:
+                yield f"key '{key}.generator': required for a generated data set with backend local (a registry model)"
+            yield from (f"key '{key}.{k}': only used with backend openai" for k in ("model", "base_url") if k in ds)
+        else:
+            yield from (f"key '{key}.{k}': required with backend openai" for k in ("base_url", "model") if k not in ds)
+            if "generator" in ds:
+                yield f"key '{key}.generator': only used with backend local (the endpoint's model is `model`)"
 
 
 def lfp_references(cfg: dict, models: set):
@@ -203,7 +222,7 @@ def validate_config(cfg: dict, source: str = "config") -> dict:
         if value not in allowed
     ]
     clash = set(cfg.get("finetune", {}).get("synthetic_preferences", {})) & set(cfg["data"])
-    problems += list(lfp_problems(cfg))
+    problems += list(el_problems(cfg)) + list(lfp_problems(cfg))
     problems += [f"key 'finetune.synthetic_preferences.{n}': also a data set name (both write results/data/{n}.parquet)"
                  for n in sorted(clash)]
     if problems:

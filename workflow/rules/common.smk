@@ -105,7 +105,9 @@ if EL:
     EL_DYNAMICS_DATASET = next(iter(EL["datasets"]))
     EXTRA_USED_MODELS += EL["models"] + EL_CHECKPOINTS
     EXTRA_USED_MODELS += [
-        d["generator"] for d in EL["datasets"].values() if d["source"] == "generated"
+        d["generator"]
+        for d in EL["datasets"].values()
+        if d["source"] == "generated" and d["backend"] == "local"
     ]
 
 
@@ -115,6 +117,26 @@ def el_datasets(source):
 
 def el_dataset(name):
     return EL["datasets"][name]
+
+
+def el_generator_input(wc):
+    """The local generator's model folder (input.model, a path); nothing for an endpoint."""
+    ds = el_dataset(wc.dataset)
+    return model_dir(ds["generator"]) if ds["backend"] == "local" else []
+
+
+def el_generator_name(wc):
+    ds = el_dataset(wc.dataset)
+    if ds["backend"] == "local":
+        return ds["generator"]
+    return f"{ds['model']} at {ds['base_url']}"
+
+
+def el_endpoint(wc):
+    """Backend openai: what the script needs to reach the endpoint (no key: only its variable)."""
+    ds = el_dataset(wc.dataset)
+    keys = ["base_url", "model", "api_key_env", "timeout", "max_retries"]
+    return {k: ds[k] for k in keys} if ds["backend"] == "openai" else {}
 
 
 def el_runs():

@@ -52,7 +52,7 @@ rule el_dataset_mined:
 
 rule el_dataset_generated:
     input:
-        model=lambda wc: model_dir(el_dataset(wc.dataset)["generator"]),
+        model=el_generator_input,
         concepts="results/expertlens/concepts.parquet",
     output:
         sentences="results/expertlens/datasets/{dataset}/sentences.parquet",
@@ -67,11 +67,14 @@ rule el_dataset_generated:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
+        gpu=lambda wc: int(el_dataset(wc.dataset)["backend"] == "local"),
         mem_mb=job_resources("gpu_job")["mem_mb"],
         runtime=job_resources("gpu_job")["runtime"],
     params:
-        generator=lambda wc: el_dataset(wc.dataset)["generator"],
+        generator=el_generator_name,
+        backend=lambda wc: el_dataset(wc.dataset)["backend"],
+        endpoint=el_endpoint,
+        cache_dir="results/expertlens/generator_cache",
         n_positive=lambda wc: el_dataset(wc.dataset)["n_positive"],
         n_negative=lambda wc: el_dataset(wc.dataset)["n_negative"],
         min_positive=lambda wc: min(

@@ -3,7 +3,8 @@
 Snakemake rule `el_concepts`: input.corpora (text tables: text_id, text), input.pairs (word_a,
 word_b, score); params.min_positive, params.max_concepts, params.min_chars, params.max_chars ->
 output.sentences (text_id, text: the pool mined later), output.concepts (concept, n_available,
-kept, reason: one row per pair word, dropped ones with the reason).
+kept, reason: one row per pair word, dropped ones with the reason). The choice balances the pair
+sets (concepts.choose_concepts); the pairs covered per set are logged and in the metadata.
 """
 
 from pathlib import Path
@@ -29,15 +30,17 @@ def main(sm):
     for row in table[~table.kept].itertuples():
         log.info("dropped concept %r: %s", row.concept, row.reason)
     n_pairs = concepts.pairs_covered(pairs, kept)
-    log.info("%d candidate words: %d kept, %d too rare, %d over max_concepts; %d pairs have both words kept",
-             len(table), len(kept), table.reason.str.startswith("only").sum(),
-             table.reason.str.startswith("over").sum(), n_pairs)
+    by_set = {Path(x).stem: concepts.pairs_covered([df], kept) for x, df in zip(sm.input.pairs, pairs)}
+    log.info("%d candidate words: %d kept, %d too rare, %d over max_concepts; %d pairs have both words kept "
+             "(per pair set: %s)", len(table), len(kept), table.reason.str.startswith("only").sum(),
+             table.reason.str.startswith("over").sum(), n_pairs, by_set)
     io.write_table(pd.DataFrame({"text_id": range(len(sents)), "text": sents}).astype({"text_id": "int64"}),
                    sm.output.sentences, {"corpora": corpora, "n_texts": len(texts), "n_sentences": len(sents),
                                          "min_chars": p.min_chars, "max_chars": p.max_chars})
     io.write_table(table, sm.output.concepts, {
         "corpora": corpora, "pairs": [Path(x).stem for x in sm.input.pairs], "min_positive": p.min_positive,
-        "max_concepts": p.max_concepts, "n_candidates": len(table), "n_kept": len(kept), "pairs_covered": n_pairs})
+        "max_concepts": p.max_concepts, "n_candidates": len(table), "n_kept": len(kept), "pairs_covered": n_pairs,
+        "pairs_covered_by_set": by_set})
 
 
 if __name__ == "__main__":
