@@ -47,6 +47,7 @@ rule lfp_probe_data:
         model=lambda wc: f"{wc.model}+{wc.task}",
         batch_size=ACT["batch_size"],
         max_length=LFP["max_length"],
+        bf16_autocast=ACT["bf16_autocast"],
         seed=config["seed"],
     script:
         "../scripts/lfp_probe_data.py"

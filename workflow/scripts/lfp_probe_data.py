@@ -2,7 +2,7 @@
 triple element, concatenated over layers, and the activation deltas as labels.
 
 Snakemake rule `lfp_probe_data`: input.model (tuned), input.triples, input.saes (AE_n file),
-input.layers; params: model, batch_size, max_length, seed -> output[0] (Parquet: triple_id,
+input.layers; params: model, batch_size, max_length, bf16_autocast, seed -> output[0] (Parquet: triple_id,
 polarity, word, word_value, label, label_raw, codes (fixed-size list)).
 """
 
@@ -24,7 +24,7 @@ def main(sm):
     saes, sae_meta = load_saes(sm.input.saes, device=device)
     triples = io.read_table(sm.input.triples)
     codes = probe_codes(model, tok, triples, layers, saes, device=device, batch_size=p.batch_size,
-                        max_length=p.max_length)  # [n_rows, sum d_hidden]
+                        max_length=p.max_length, bf16_autocast=p.bf16_autocast)  # [n_rows, sum d_hidden]
     words = triples["word_value"].abs()
     target_max = float(words.max()) if words.notna().any() else 1.0  # rewrite tasks: labels in [-1, 1]
     X, table = probe_dataset(triples, codes, target_max)
