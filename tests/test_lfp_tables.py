@@ -444,3 +444,14 @@ def test_corpus_lexicon_ignores_words_glued_to_others():
 def test_corpus_lexicon_non_string_texts_and_unknown_words():
     assert corpus_lexicon([None, 3, "ok ok"], LEX, min_count=2) == {"ok": 0.9}
     assert corpus_lexicon(["splendid splendid"], LEX, min_count=1) == {}
+
+
+def test_ablation_claims_untestable_when_nothing_was_zeroed():
+    # With no feature labelled related the "related" condition IS the SAE condition: a 0 [0, 0]
+    # difference is no evidence either way.
+    df = ablation_frame((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)).assign(n_zeroed=0)
+    rows = ablation_claims(df)
+    assert [r["verdict"] for r in rows] == ["untestable", "untestable"]
+    assert "nothing was zeroed" in rows[0]["note"]
+    rows = ablation_claims(ablation_frame((-0.3, -0.5, -0.1)).assign(n_zeroed=4))
+    assert rows[0]["verdict"] == "supported"

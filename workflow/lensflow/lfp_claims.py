@@ -91,17 +91,20 @@ def ablation_claims(ablation: pd.DataFrame) -> list[dict]:
         if "related" not in t.index:
             continue
         r = t.loc["related"]
+        # No related feature to zero (the explainer labelled none): the comparison says nothing.
+        none_zeroed = "n_zeroed" in t.columns and r.n_zeroed == 0
+        note = "no feature was labelled related, so nothing was zeroed" if none_zeroed else ""
         rows.append(claim_row("Zero-ablating task-related features lowers the task reward (Table 6)",
                               f"reward(related zeroed) - reward(SAE), {model} / {task}", r.diff_vs_sae,
                               r.diff_ci_low, r.diff_ci_high, n=r.n,
-                              verdict="untestable" if np.isnan(r.diff_ci_high) else
-                              ("supported" if r.diff_ci_high < 0 else "not supported")))
+                              verdict="untestable" if none_zeroed or np.isnan(r.diff_ci_high) else
+                              ("supported" if r.diff_ci_high < 0 else "not supported"), note=note))
         if "random" in t.index:
             rnd = t.loc["random"]
             rows.append(claim_row("Random features of the same number matter less (Table 6 control)",
                                   f"reward(random zeroed) - reward(SAE), {model} / {task}", rnd.diff_vs_sae,
                                   rnd.diff_ci_low, rnd.diff_ci_high, n=rnd.n,
-                                  verdict="untestable" if np.isnan(rnd.diff_ci_low) else
+                                  verdict="untestable" if none_zeroed or np.isnan(rnd.diff_ci_low) else
                                   ("supported" if rnd.diff_ci_low > r.diff_vs_sae else "not supported"),
-                                  note="supported = random's CI lies above the related-feature effect"))
+                                  note=note or "supported = random's CI lies above the related-feature effect"))
     return rows

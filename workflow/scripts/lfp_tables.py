@@ -19,6 +19,11 @@ TITLES = {"probes": "LFP probes (Tables 3, 4, 5, 10)", "words": "Predicted vs le
           "ablation": "Zero-ablation of related features (Table 6)", "claims": "LFP claims"}
 
 
+def n_zeroed(path) -> int:
+    """How many related features the ablation zeroed (from its metadata)."""
+    return sum(len(v) for v in io.read_metadata(path).get("zeroed", {}).get("related", {}).values())
+
+
 def main(sm):
     log = setup_logging(sm.log[0])
     p = sm.params
@@ -34,8 +39,8 @@ def main(sm):
         "explanations": pd.concat([io.read_table(f).assign(**r) for r, f in zip(runs, sm.input.explanations)],
                                   ignore_index=True),
         "activity": pd.concat([io.read_table(f) for f in sm.input.activity], ignore_index=True),
-        "ablation": pd.concat([ablation_table(io.read_table(f), n_boot=p.n_boot, seed=p.seed).assign(**r)
-                               for r, f in zip(runs, sm.input.ablation)], ignore_index=True),
+        "ablation": pd.concat([ablation_table(io.read_table(f), n_boot=p.n_boot, seed=p.seed).assign(
+                               **r, n_zeroed=n_zeroed(f)) for r, f in zip(runs, sm.input.ablation)], ignore_index=True),
     }
     overlap = pd.read_csv(sm.input.overlap)
     claims = (probe_claims(measures) + overlap_claims(overlap) + activity_claims(tables["activity"])
