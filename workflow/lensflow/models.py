@@ -75,6 +75,10 @@ def _load_source(spec: dict, name: str, workdir: Path):
         path = Path(spec["path"])
         if not path.is_dir():
             raise ModelUnavailable(f"{name}: local model folder '{path}' does not exist")
+        weights = [*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")]
+        if not (path / "config.json").is_file() or not weights:
+            raise ModelUnavailable(f"{name}: local model folder '{path}' has no config.json or no weights "
+                                   "(*.safetensors / pytorch_model*.bin)")
         ref, kwargs = str(path), {}
     else:  # hub
         ref, kwargs = spec["id"], {"revision": spec.get("revision", "main")}
