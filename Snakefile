@@ -59,3 +59,7 @@ if EL:
     rule expertlens_tables:
         input:
             [f"results/tables/expertlens_{t}.md" for t in EL_TABLES],
+
+
+# Last, once every rule is defined: figures.<name> must name a figure rule.
+check_figure_options([r.name for r in workflow.rules])

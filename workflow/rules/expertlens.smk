@@ -21,6 +21,7 @@ rule el_concepts:
         max_concepts=EL["max_concepts"],
         min_chars=EL["sentence_chars"][0],
         max_chars=EL["sentence_chars"][1],
+        seed=config["seed"],
     script:
         "../scripts/el_concepts.py"
 
@@ -144,6 +145,8 @@ rule el_baseline_glove:
         "results/logs/expertlens/baselines/glove.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        seed=config["seed"],
     script:
         "../scripts/el_baseline_words.py"
 
@@ -163,6 +166,8 @@ rule el_baseline_minilm:
         gpu=1,
         mem_mb=job_resources("gpu_job")["mem_mb"],
         runtime=job_resources("gpu_job")["runtime"],
+    params:
+        seed=config["seed"],
     script:
         "../scripts/el_baseline_sentences.py"
 
@@ -179,6 +184,7 @@ rule el_baseline_embedding:
         "../../envs/torch.yaml"
     params:
         model=lambda wc: wc.model,
+        seed=config["seed"],
     script:
         "../scripts/el_baseline_embeddings.py"
 
