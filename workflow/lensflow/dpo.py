@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from . import models
+from .io import clear_stale
 
 log = logging.getLogger("lensflow")
 
@@ -149,6 +150,7 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
     dataset = _dataset(pairs, tok, is_chat, hyper.max_prompt_length)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale(out_dir)  # a killed earlier run's folder (trainer state, half-saved model)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         tmp = Path(tmp)
         args = DPOConfig(

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from .io import clear_stale
 from .models import MANIFEST, describe
 from .rewards import make_vader_reward_fn
 from .runtime import seed_everything
@@ -183,6 +184,7 @@ def _config(method: str, h: RLHyper, plan: dict, out: str, device: torch.device)
 def _save_atomic(model, tokenizer, manifest: dict, out_dir: Path) -> None:
     """save_pretrained into a temporary sibling folder, then rename it to out_dir."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale(out_dir)  # a killed earlier build's folder
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         build = Path(tmp) / "model"
         model.save_pretrained(build)

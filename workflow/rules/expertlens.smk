@@ -196,7 +196,12 @@ rule el_alignment:
         manifests=lambda wc: [model_dir(m) for m, _ in el_runs()],
     output:
         table="results/expertlens/alignment.parquet",
-        csv="results/tables/expertlens_alignment.csv",
+        csv=report(
+            "results/tables/expertlens_alignment.csv",
+            caption="../report/el_alignment_table.rst",
+            category="ExpertLens",
+            subcategory="Alignment",
+        ),
         md="results/tables/expertlens_alignment.md",
     log:
         "results/logs/expertlens/alignment.log",
@@ -221,7 +226,12 @@ rule el_stability:
         ],
     output:
         table="results/expertlens/stability.parquet",
-        csv="results/tables/expertlens_stability.csv",
+        csv=report(
+            "results/tables/expertlens_stability.csv",
+            caption="../report/el_stability_table.rst",
+            category="ExpertLens",
+            subcategory="Stability",
+        ),
         md="results/tables/expertlens_stability.md",
     log:
         "results/logs/expertlens/stability.log",
@@ -310,11 +320,26 @@ rule el_tables:
             for m in EL["models"]
         ],
     output:
-        concepts_csv="results/tables/expertlens_concepts.csv",
+        concepts_csv=report(
+            "results/tables/expertlens_concepts.csv",
+            caption="../report/el_concepts.rst",
+            category="ExpertLens",
+            subcategory="Concepts",
+        ),
         concepts_md="results/tables/expertlens_concepts.md",
-        domains_csv="results/tables/expertlens_domains.csv",
+        domains_csv=report(
+            "results/tables/expertlens_domains.csv",
+            caption="../report/el_domains_table.rst",
+            category="ExpertLens",
+            subcategory="Domains",
+        ),
         domains_md="results/tables/expertlens_domains.md",
-        causal_csv="results/tables/expertlens_causal.csv",
+        causal_csv=report(
+            "results/tables/expertlens_causal.csv",
+            caption="../report/el_causal_table.rst",
+            category="ExpertLens",
+            subcategory="Causal check",
+        ),
         causal_md="results/tables/expertlens_causal.md",
     log:
         "results/logs/expertlens/tables.log",
