@@ -117,3 +117,19 @@ def test_failed_slurm_job_shows_its_logs(cluster, tmp_path):
     error = "broken: local model folder 'no-weights' has no config.json or no weights"
     assert report.count(error) >= 2, report
     assert not (work / "results/models/broken").exists()
+
+
+def test_profile_sends_every_gpu_rule_to_the_gpu_partition():
+    """A rule with gpu=1 missing from the profile's set-resources would land on the CPU partition."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    gpu_rules = set()
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=\s*rule \w+:)", smk.read_text()):
+            m = re.match(r"\s*rule (\w+):", block)
+            if m and re.search(r"^\s+gpu=1,", block, re.M):
+                gpu_rules.add(m.group(1))
+    assert {"cache_activations", "lfp_rl", "lfp_dpo"} <= gpu_rules
+    routed = {r for r, res in profile["set-resources"].items() if "LENSFLOW_SLURM_GPU_PARTITION" in
+              str(res.get("slurm_partition"))}
+    assert sorted(gpu_rules - routed) == []
+    assert "LENSFLOW_SLURM_PARTITION" in profile["default-resources"]["slurm_partition"]

@@ -203,6 +203,12 @@ def build_bank(positives: dict[str, list[str]], n_negative: int, seed: int) -> t
                 concept, label, text_id. Negatives: up to n_negative sentences, sampled (seeded
                 per concept) from the other concepts' positives that do not mention the concept.
     """
+    blank = [c for c in positives if not str(c).strip()]
+    if blank:
+        raise ValueError(f"empty concept name {blank[0]!r}: every concept must be a word")
+    empty = sorted(c for c, sents in positives.items() if len(sents) == 0)
+    if empty:
+        raise ValueError(f"concept(s) {empty} have no positive sentences: drop them before building the bank")
     concepts = sorted(positives)  # dict order must not change the ids
     text_id: dict[str, int] = {}
     own: dict[str, np.ndarray] = {}

@@ -30,7 +30,7 @@ from transformers import TrainerCallback
 from .io import clear_stale
 from .models import MANIFEST, describe
 from .rewards import make_vader_reward_fn
-from .runtime import seed_everything
+from .runtime import nonfinite_loss_guard, seed_everything
 
 log = logging.getLogger("lensflow")
 
@@ -176,7 +176,8 @@ def _config(method: str, h: RLHyper, plan: dict, out: str, device: torch.device)
         # CPU: no mixed precision; GPU: bf16 autocast over fp32 master weights where supported.
         use_cpu=cpu, bf16=(not cpu) and torch.cuda.is_bf16_supported(), fp16=False,
         activation_checkpointing=False,  # recomputation costs time; these models fit in memory
-        report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0,
+        report_to="none", save_strategy="no", logging_steps=1, logging_nan_inf_filter=False, disable_tqdm=True,
+        dataloader_num_workers=0,
     )
     return (RLOOConfig if method == "rloo" else GRPOConfig)(**kwargs)
 
@@ -228,7 +229,8 @@ def train_rl(model_dir, out_dir, prompts: list[str], lexicon: dict[str, float], 
     with tempfile.TemporaryDirectory(prefix="lensflow-rl-") as scratch:
         args = _config(method, h, plan, scratch, device)
         trainer = Trainer(model=model, reward_funcs=reward_fn, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[tsv] if tsv else None)
+                          processing_class=tokenizer,
+                          callbacks=[nonfinite_loss_guard(f"{method} {name or Path(out_dir).name}"), *([tsv] if tsv else [])])
         log.info("%s: %d prompts, %d optimizer steps (%d rounds of %d prompts x %d completions) on %s",
                  method, len(prompts), plan["max_steps"], plan["rounds"], h.batch_size, h.num_generations, device)
         t0 = time.perf_counter()
