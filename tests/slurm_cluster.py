@@ -8,7 +8,9 @@ in `folder` (free ports, state/spool/logs there, one partition `debug`, one fake
 
 The node declares more memory and CPUs than a CI machine has (SlurmdParameters=config_overrides),
 so the repository's SLURM profile, written for paper-scale jobs, can be submitted unchanged:
-without cgroups nothing is enforced, and `--jobs` bounds what really runs at once.
+without cgroups nothing is enforced, and `--jobs` bounds what really runs at once. Finished jobs
+stay visible to `scontrol show job` for an hour (MinJobAge), which the tests read, and which
+`--slurm-status-command squeue` needs.
 """
 
 from __future__ import annotations
@@ -77,11 +79,15 @@ class LocalSlurm:
         for sub in ("state", "spool"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         f = self.folder
+        ctld_port = _free_port()
+        slurmd_port = _free_port()
+        while slurmd_port == ctld_port:
+            slurmd_port = _free_port()
         self.conf.write_text(f"""\
 ClusterName=lensflow-test
 SlurmctldHost={self.host}(127.0.0.1)
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_dir / 'munge.socket'}
@@ -103,7 +109,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 ReturnToService=2
-MinJobAge=300
+MinJobAge=3600
 GresTypes=gpu
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} RealMemory={NODE_MEM_MB} Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP

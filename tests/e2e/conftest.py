@@ -4,7 +4,7 @@
 with SIGKILL (the whole Snakemake process group) twice, in the middle of an activation-cache job
 and in the middle of a fine-tuning job, and resumed each time the way README.md says
 (`snakemake --unlock`, then `snakemake --rerun-incomplete`). What was seen right after each kill
-is kept in `resumed_run.kills` for the tests to check.
+is kept in `resumed_run.kills` for the tests to check (`kill("cache")`, `kill("training")`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ class Run:
     config: Path
     kills: list = field(default_factory=list)  # one dict per kill: what was running, what was left
 
+    def kill(self, what: str) -> dict:
+        return next(k for k in self.kills if k["what"] == what)
+
     @property
     def results(self) -> Path:
         return self.work / "results"
@@ -56,26 +59,29 @@ def _processes_in(folder: Path) -> list[str]:
     return found
 
 
-def run_and_kill(run: Run, pattern: str, timeout: float = 900) -> dict:
-    """Start `snakemake --rerun-incomplete` in its own process group; as soon as a path matching
-    `pattern` (a glob under the work folder) exists, SIGKILL the whole group."""
+def run_and_kill(run: Run, patterns: dict[str, str], timeout: float = 900) -> dict:
+    """Start `snakemake --rerun-incomplete` in its own process group; as soon as a path matching one
+    of `patterns` ({what: glob under the work folder}) exists, SIGKILL the whole group."""
     log = open(run.work / f"killed-run-{len(run.kills)}.log", "w")
     proc = subprocess.Popen(_cmd(run, "--cores", CORES, "--rerun-incomplete"), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     t0, hits = time.monotonic(), []
     while not hits:
-        hits = glob.glob(str(run.work / pattern))
-        if proc.poll() is not None or time.monotonic() - t0 > timeout:
+        for what, pattern in patterns.items():
+            hits = glob.glob(str(run.work / pattern))
+            if hits:
+                break
+        if not hits and (proc.poll() is not None or time.monotonic() - t0 > timeout):
             log.close()
-            raise AssertionError(f"the run ended (rc {proc.returncode}) before anything matched {pattern}:\n"
-                                 + (run.work / log.name).read_text()[-4000:])
+            raise AssertionError(f"the run ended (rc {proc.returncode}) before anything matched {patterns}:\n"
+                                 + Path(log.name).read_text()[-4000:])
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     log.close()
     time.sleep(0.5)
-    return {"pattern": pattern, "hits": hits, "seconds": round(time.monotonic() - t0, 1),
+    return {"what": what, "pattern": pattern, "hits": hits, "seconds": round(time.monotonic() - t0, 1),
             "survivors": _processes_in(run.work), "incomplete": incomplete_files(run.results),
             "existing": sorted(str(p.relative_to(run.work)) for p in run.results.rglob("*") if p.is_file())}
 
@@ -98,18 +104,19 @@ def clean_run(tmp_path_factory) -> Run:
 
 # A job is in the middle of its work while its atomic temporary exists: the activation cache
 # writes `.<name>.parquet.<random>.tmp` next to its output; training appends to train_log.tsv.partial.
-CACHE_IN_PROGRESS = "results/activations/*/*/.*.parquet.*.tmp"
-TRAINING_IN_PROGRESS = "results/finetune/*/*/train_log.tsv.partial"
+IN_PROGRESS = {"cache": "results/activations/*/*/.*.parquet.*.tmp",
+               "training": "results/finetune/*/*/train_log.tsv.partial"}
 
 
 @pytest.fixture(scope="session")
 def resumed_run(tmp_path_factory) -> Run:
     work = tiny_workdir(tmp_path_factory.mktemp("resumed"))
     run = Run(work, copy_config(work))
-    run.kills.append(run_and_kill(run, CACHE_IN_PROGRESS))
+    # whichever kind of job runs first is killed first (the order of the DAG's jobs varies), then the other
+    run.kills.append(run_and_kill(run, IN_PROGRESS))
     unlock = subprocess.run(_cmd(run, "--unlock"), capture_output=True, text=True)
     assert unlock.returncode == 0, unlock.stderr[-3000:]
-    run.kills.append(run_and_kill(run, TRAINING_IN_PROGRESS))
+    run.kills.append(run_and_kill(run, {k: v for k, v in IN_PROGRESS.items() if k != run.kills[0]["what"]}))
     res = resume(run)
     assert res.returncode == 0, failure_report(res, work)
     return run

@@ -31,7 +31,7 @@ def as_regex(pattern: str) -> re.Pattern:
 
 def plain(text: str) -> str:
     """Caption text without markup: HTML tags and entities, reST ``literals`` and **emphasis**."""
-    text = html.unescape(re.sub(r"<[^>]+>", " ", text)).replace("``", "").replace("**", "")
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).replace("``", "").replace("**", "")
     return " ".join(text.split())
 
 
