@@ -299,6 +299,7 @@ rule el_domains:
         categories=EL.get("categories", ""),
         n_clusters=0,
         seed=config["seed"],
+        dpi=config["figures"]["dpi"],
     script:
         "../scripts/el_domains.py"
 
