@@ -1,6 +1,7 @@
 """Single-figure reruns: editing one figure's options (`figures.<name>.dpi`) reruns that figure's
 job and nothing else; editing the shared `figures.dpi` reruns every figure (the control)."""
 
+import re
 import shutil
 
 import pytest
@@ -8,13 +9,28 @@ import yaml
 
 from failure_logs import failure_report
 from run_checks import planned_jobs
-from workflow_helpers import snakemake
+from workflow_helpers import ROOT, snakemake
 
 pytestmark = pytest.mark.slow
 
-ALL_FIGURE_RULES = {"fig_el_alignment", "fig_el_expert_counts", "fig_el_expert_layers", "fig_el_stability",
-                    "fig_el_scaling", "fig_el_dynamics", "fig_el_causal", "fig_lfp_training",
-                    "fig_lfp_divergence", "el_domains"}
+
+def figure_rules() -> dict[str, str]:
+    """{fig_<name>: the rule's text} for every figure rule of the workflow."""
+    rules = {}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=\s*rule \w+:)", smk.read_text()):
+            m = re.match(r"\s*rule (fig_\w+):", block)
+            if m:
+                rules[m.group(1)] = block
+    return rules
+
+
+def test_every_figure_rule_takes_its_own_options():
+    """figures.<name>.dpi must reach fig_<name>: each figure rule passes dpi=fig_dpi("<name>")."""
+    rules = figure_rules()
+    assert {"fig_el_scaling", "fig_lfp_training"} <= set(rules)
+    wrong = [r for r, text in rules.items() if f'dpi=fig_dpi("{r[len("fig_"):]}")' not in text]
+    assert wrong == []
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +86,7 @@ def test_one_figure_option_reruns_only_that_figure(run_copy):
 def test_shared_dpi_reruns_every_figure(run_copy):
     config = edited_config(run_copy, "all.yaml", lambda f: f.update(dpi=f["dpi"] + 1))
     # el_domains draws its figure with its table, so the table's readers (el_tables, el_claims) rerun too
-    assert set(plan(run_copy, config)) == ALL_FIGURE_RULES | {"el_tables", "el_claims"}
+    assert set(plan(run_copy, config)) == set(figure_rules()) | {"el_domains", "el_tables", "el_claims"}
 
 
 def test_unknown_figure_name_stops_the_workflow(run_copy):
