@@ -81,3 +81,7 @@ if LFP:
     rule lfp_outputs:
         input:
             lfp_targets(),
+
+
+# Last, once every rule is defined: figures.<name> must name a figure rule.
+check_figure_options([r.name for r in workflow.rules])

@@ -309,6 +309,12 @@ def build_bank(positives: dict[str, list[str]], n_negative: int, seed: int) -> t
                 or one of its simple inflections (inflect=True in word_index: "dogs" is never a
                 negative of "dog", whichever source wrote it).
     """
+    blank = [c for c in positives if not str(c).strip()]
+    if blank:
+        raise ValueError(f"empty concept name {blank[0]!r}: every concept must be a word")
+    empty = sorted(c for c, sents in positives.items() if len(sents) == 0)
+    if empty:
+        raise ValueError(f"concept(s) {empty} have no positive sentences: drop them before building the bank")
     concepts = sorted(positives)  # dict order must not change the ids
     text_id: dict[str, int] = {}
     own: dict[str, np.ndarray] = {}

@@ -33,6 +33,8 @@ import pandas as pd
 import torch
 
 from . import models
+from .io import clear_stale
+from .runtime import nonfinite_loss_guard
 
 log = logging.getLogger("lensflow")
 
@@ -149,6 +151,7 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
     dataset = _dataset(pairs, tok, is_chat, hyper.max_prompt_length)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale(out_dir)  # a killed earlier run's folder (trainer state, half-saved model)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         tmp = Path(tmp)
         args = DPOConfig(
@@ -157,12 +160,12 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
             gradient_accumulation_steps=hyper.gradient_accumulation_steps, max_length=hyper.max_length,
             warmup_steps=hyper.warmup_steps, seed=hyper.seed, data_seed=hyper.seed,
             use_cpu=device.type == "cpu", bf16=bf16, fp16=False, activation_checkpointing=False,
-            logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+            logging_steps=1, logging_nan_inf_filter=False, save_strategy="no", report_to="none", disable_tqdm=True,
             dataloader_num_workers=0,
         )
         steps = _step_logger(Path(log_path_tsv)) if log_path_tsv else None
         trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tok,
-                             callbacks=[steps] if steps else None)
+                             callbacks=[nonfinite_loss_guard(f"DPO {name or out_dir.name}"), *([steps] if steps else [])])
         t0 = time.perf_counter()
         result = trainer.train()
         seconds = time.perf_counter() - t0

@@ -34,6 +34,18 @@ def module_kind(module: str) -> str:
     return module[m.end():] if m else module
 
 
+def check_membership(membership: pd.DataFrame, source) -> None:
+    """A concept bank's membership must name every concept and give each at least one positive."""
+    names = membership["concept"]
+    blank = names.isna() | (names.astype(str).str.strip() == "")
+    if blank.any():
+        raise TableError(f"{source}: {int(blank.sum())} row(s) with an empty concept name (column 'concept')")
+    positives = membership[membership["label"] == "positive"].groupby("concept").size()
+    none = sorted(set(names) - set(positives.index))
+    if none:
+        raise TableError(f"{source}: concept(s) {none} have no positive sentences")
+
+
 def compute_expertise(cache_path, membership: pd.DataFrame) -> pd.DataFrame:
     """Expertise of every unit for every concept, one module at a time (memory: bank x one module).
 

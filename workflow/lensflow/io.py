@@ -7,8 +7,10 @@ into place only when complete, so a killed job never leaves a plausible-looking 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,11 +32,26 @@ def with_metadata(table: pa.Table, meta: dict) -> pa.Table:
     return table.replace_schema_metadata({**old, META_KEY: json.dumps(meta, sort_keys=True, default=str)})
 
 
+def clear_stale(path: str | Path) -> None:
+    """Delete what killed earlier writes of `path` left behind: its hidden siblings `.<name>.*`.
+
+    Every atomic writer here builds `path` under such a name (file or folder) and renames it; a
+    kill -9 leaves it. Snakemake never runs two jobs writing the same output, so any found is stale.
+    """
+    path = Path(path)
+    for stale in map(Path, glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*"))):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary sibling path; on success rename it to `path`, on error delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .assets import AssetUnavailable, package_dir, package_file
+from .io import clear_stale
 
 MANIFEST = "lensflow_model.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -75,6 +76,10 @@ def _load_source(spec: dict, name: str, workdir: Path):
         path = Path(spec["path"])
         if not path.is_dir():
             raise ModelUnavailable(f"{name}: local model folder '{path}' does not exist")
+        weights = [*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")]
+        if not (path / "config.json").is_file() or not weights:
+            raise ModelUnavailable(f"{name}: local model folder '{path}' has no config.json or no weights "
+                                   "(*.safetensors / pytorch_model*.bin)")
         ref, kwargs = str(path), {}
     else:  # hub
         ref, kwargs = spec["id"], {"revision": spec.get("revision", "main")}
@@ -107,6 +112,7 @@ def materialise(spec: dict, name: str, out_dir: str | Path) -> dict:
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale(out_dir)  # a killed earlier build's folder
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         tmp = Path(tmp)
         model, tok = _load_source(spec, name, tmp / "work")

@@ -25,6 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (must come after the backend is c
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .io import clear_stale  # noqa: E402
+
 DPI = 150
 PALETTE = list(plt.get_cmap("tab10").colors)  # colour-blind-friendly categorical colours
 STYLE_KEYS = ("title", "figsize", "dpi")
@@ -57,6 +59,7 @@ def save_figure(fig, png_path, pdf_path, dpi: int = DPI) -> None:
     try:
         for path, fmt in ((Path(png_path), "png"), (Path(pdf_path), "pdf")):
             path.parent.mkdir(parents=True, exist_ok=True)
+            clear_stale(path)  # a killed earlier render's temporary file
             # a fresh name that savefig creates itself, so the file gets the usual umask permissions
             # (mkstemp would leave it readable by its owner only); .tmp, so the format is explicit
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")

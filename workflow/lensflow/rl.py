@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from .io import clear_stale
 from .models import MANIFEST, describe
 from .rewards import make_vader_reward_fn
-from .runtime import seed_everything
+from .runtime import nonfinite_loss_guard, seed_everything
 
 log = logging.getLogger("lensflow")
 
@@ -175,7 +176,8 @@ def _config(method: str, h: RLHyper, plan: dict, out: str, device: torch.device)
         # CPU: no mixed precision; GPU: bf16 autocast over fp32 master weights where supported.
         use_cpu=cpu, bf16=(not cpu) and torch.cuda.is_bf16_supported(), fp16=False,
         activation_checkpointing=False,  # recomputation costs time; these models fit in memory
-        report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0,
+        report_to="none", save_strategy="no", logging_steps=1, logging_nan_inf_filter=False, disable_tqdm=True,
+        dataloader_num_workers=0,
     )
     return (RLOOConfig if method == "rloo" else GRPOConfig)(**kwargs)
 
@@ -183,6 +185,7 @@ def _config(method: str, h: RLHyper, plan: dict, out: str, device: torch.device)
 def _save_atomic(model, tokenizer, manifest: dict, out_dir: Path) -> None:
     """save_pretrained into a temporary sibling folder, then rename it to out_dir."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale(out_dir)  # a killed earlier build's folder
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         build = Path(tmp) / "model"
         model.save_pretrained(build)
@@ -226,7 +229,8 @@ def train_rl(model_dir, out_dir, prompts: list[str], lexicon: dict[str, float], 
     with tempfile.TemporaryDirectory(prefix="lensflow-rl-") as scratch:
         args = _config(method, h, plan, scratch, device)
         trainer = Trainer(model=model, reward_funcs=reward_fn, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[tsv] if tsv else None)
+                          processing_class=tokenizer,
+                          callbacks=[nonfinite_loss_guard(f"{method} {name or Path(out_dir).name}"), *([tsv] if tsv else [])])
         log.info("%s: %d prompts, %d optimizer steps (%d rounds of %d prompts x %d completions) on %s",
                  method, len(prompts), plan["max_steps"], plan["rounds"], h.batch_size, h.num_generations, device)
         t0 = time.perf_counter()

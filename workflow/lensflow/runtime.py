@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import sys
 
@@ -43,6 +44,24 @@ def setup_logging(log_path: str | None) -> logging.Logger:
 
     sys.excepthook = log_uncaught
     return log
+
+
+def nonfinite_loss_guard(what: str):
+    """A transformers TrainerCallback that stops training with a clear error at a NaN/inf loss.
+
+    Trainers must set `logging_steps=1, logging_nan_inf_filter=False`, else transformers hides a
+    NaN loss in the logs. The error propagates out of `trainer.train()`, before anything is saved.
+    """
+    from transformers import TrainerCallback
+
+    class NonFiniteLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise FloatingPointError(f"{what}: loss is {loss} at step {state.global_step}; training diverged "
+                                         "(learning rate? NaN weights or inputs?); nothing was saved")
+
+    return NonFiniteLoss()
 
 
 def export_pythonpath(folder: str) -> None:

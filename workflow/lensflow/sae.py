@@ -193,13 +193,19 @@ def sae_metrics(sae: SparseAutoencoder, x, batch_size: int = 4096) -> dict[str, 
 
 
 def save_sae(sae: SparseAutoencoder, path: str | Path) -> None:
-    """Weights to safetensors; the config (d_in, d_hidden, tied, alpha) goes in its metadata."""
+    """Weights to safetensors; the config (d_in, d_hidden, tied, alpha) goes in its metadata.
+
+    Written to a temporary name and renamed, so a killed job leaves no partial file.
+    """
     from safetensors.torch import save_file
+
+    from .io import atomic_path
 
     # Tied SAEs hold only W_E, so no shared-storage tensors reach safetensors.
     tensors = {k: v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}
     meta = {"format": SAE_FORMAT, "config": json.dumps(sae.config())}
-    save_file(tensors, str(path), metadata=meta)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_sae(path: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:

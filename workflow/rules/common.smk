@@ -69,6 +69,22 @@ def job_resources(kind):
     return config["resources"][kind]
 
 
+def fig_dpi(name):
+    """PNG resolution of the figure made by fig_<name> (`figures.<name>.dpi`, else `figures.dpi`)."""
+    return config["figures"].get(name, {}).get("dpi", config["figures"]["dpi"])
+
+
+def check_figure_options(rule_names):
+    """Every `figures.<name>` entry must name a figure (a fig_<name> rule); a typo would change nothing."""
+    known = sorted(r[len("fig_") :] for r in rule_names if r.startswith("fig_"))
+    for name in config["figures"]:
+        if name != "dpi" and name not in known:
+            raise WorkflowError(
+                f"key 'figures.{name}': there is no fig_{name} rule; known figures are "
+                + ", ".join(known)
+            )
+
+
 def registry_choice(names):
     """A wildcard constraint that accepts exactly the given names."""
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))

@@ -21,6 +21,7 @@ rule el_concepts:
         max_concepts=EL["max_concepts"],
         min_chars=EL["sentence_chars"][0],
         max_chars=EL["sentence_chars"][1],
+        seed=config["seed"],
     script:
         "../scripts/el_concepts.py"
 
@@ -147,6 +148,8 @@ rule el_baseline_glove:
         "results/logs/expertlens/baselines/glove.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        seed=config["seed"],
     script:
         "../scripts/el_baseline_words.py"
 
@@ -166,6 +169,8 @@ rule el_baseline_minilm:
         gpu=1,
         mem_mb=job_resources("gpu_job")["mem_mb"],
         runtime=job_resources("gpu_job")["runtime"],
+    params:
+        seed=config["seed"],
     script:
         "../scripts/el_baseline_sentences.py"
 
@@ -182,6 +187,7 @@ rule el_baseline_embedding:
         "../../envs/torch.yaml"
     params:
         model=lambda wc: wc.model,
+        seed=config["seed"],
     script:
         "../scripts/el_baseline_embeddings.py"
 
@@ -193,7 +199,12 @@ rule el_alignment:
         manifests=lambda wc: [model_dir(m) for m, _ in el_runs()],
     output:
         table="results/expertlens/alignment.parquet",
-        csv="results/tables/expertlens_alignment.csv",
+        csv=report(
+            "results/tables/expertlens_alignment.csv",
+            caption="../report/el_alignment_table.rst",
+            category="ExpertLens",
+            subcategory="Alignment",
+        ),
         md="results/tables/expertlens_alignment.md",
     log:
         "results/logs/expertlens/alignment.log",
@@ -218,7 +229,12 @@ rule el_stability:
         ],
     output:
         table="results/expertlens/stability.parquet",
-        csv="results/tables/expertlens_stability.csv",
+        csv=report(
+            "results/tables/expertlens_stability.csv",
+            caption="../report/el_stability_table.rst",
+            category="ExpertLens",
+            subcategory="Stability",
+        ),
         md="results/tables/expertlens_stability.md",
     log:
         "results/logs/expertlens/stability.log",
@@ -286,6 +302,7 @@ rule el_domains:
         categories=EL.get("categories", ""),
         n_clusters=0,
         seed=config["seed"],
+        dpi=config["figures"]["dpi"],
     script:
         "../scripts/el_domains.py"
 
@@ -307,11 +324,26 @@ rule el_tables:
             for m in EL["models"]
         ],
     output:
-        concepts_csv="results/tables/expertlens_concepts.csv",
+        concepts_csv=report(
+            "results/tables/expertlens_concepts.csv",
+            caption="../report/el_concepts.rst",
+            category="ExpertLens",
+            subcategory="Concepts",
+        ),
         concepts_md="results/tables/expertlens_concepts.md",
-        domains_csv="results/tables/expertlens_domains.csv",
+        domains_csv=report(
+            "results/tables/expertlens_domains.csv",
+            caption="../report/el_domains_table.rst",
+            category="ExpertLens",
+            subcategory="Domains",
+        ),
         domains_md="results/tables/expertlens_domains.md",
-        causal_csv="results/tables/expertlens_causal.csv",
+        causal_csv=report(
+            "results/tables/expertlens_causal.csv",
+            caption="../report/el_causal_table.rst",
+            category="ExpertLens",
+            subcategory="Causal check",
+        ),
         causal_md="results/tables/expertlens_causal.md",
     log:
         "results/logs/expertlens/tables.log",

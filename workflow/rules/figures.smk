@@ -41,7 +41,7 @@ if EL:
         conda:
             "../../envs/analysis.yaml"
         params:
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("el_alignment"),
         script:
             "../scripts/fig_el_alignment.py"
 
@@ -65,7 +65,7 @@ if EL:
         conda:
             "../../envs/analysis.yaml"
         params:
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("el_expert_counts"),
         script:
             "../scripts/fig_el_expert_counts.py"
 
@@ -91,7 +91,7 @@ if EL:
             "../../envs/analysis.yaml"
         params:
             models=EL["models"],
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("el_expert_layers"),
         script:
             "../scripts/fig_el_expert_layers.py"
 
@@ -112,7 +112,7 @@ if EL:
             "../../envs/analysis.yaml"
         params:
             measures=[f"jaccard@{min(EL['taus']):g}", "cosine_ap"],
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("el_stability"),
         script:
             "../scripts/fig_el_stability.py"
 
@@ -134,7 +134,7 @@ if EL:
         params:
             models=EL["models"],
             measure=f"jaccard@{min(EL['taus']):g}",
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("el_scaling"),
         script:
             "../scripts/fig_el_scaling.py"
 
@@ -155,7 +155,7 @@ if EL:
             "../../envs/analysis.yaml"
         params:
             measure=f"jaccard@{min(EL['taus']):g}",
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("el_dynamics"),
         script:
             "../scripts/fig_el_dynamics.py"
 
@@ -179,7 +179,7 @@ if EL:
             "../../envs/analysis.yaml"
         params:
             models=EL["models"],
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("el_causal"),
         script:
             "../scripts/fig_el_causal.py"
 
@@ -204,7 +204,7 @@ if FT:
         params:
             kind=lambda wc: "dpo" if ft_task(wc.task)["method"] == "dpo" else "rl",
             window=5,
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("lfp_training"),
         script:
             "../scripts/fig_lfp_training.py"
 
@@ -225,7 +225,7 @@ if FT:
         conda:
             "../../envs/analysis.yaml"
         params:
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("lfp_divergence"),
         script:
             "../scripts/fig_lfp_divergence.py"
 
@@ -267,7 +267,7 @@ if LFP:
         conda:
             "../../envs/analysis.yaml"
         params:
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("lfp_sae"),
         script:
             "../scripts/fig_lfp_sae.py"
 
@@ -288,7 +288,7 @@ if LFP:
             "../../envs/analysis.yaml"
         params:
             figure="pca",
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("lfp_probe_pca"),
             seed=config["seed"],
         script:
             "../scripts/fig_lfp_probe.py"
@@ -311,7 +311,7 @@ if LFP:
             "../../envs/analysis.yaml"
         params:
             figure="error",
-            dpi=config["figures"]["dpi"],
+            dpi=fig_dpi("lfp_probe_error"),
             seed=config["seed"],
         script:
             "../scripts/fig_lfp_probe.py"

@@ -155,6 +155,7 @@ rule lfp_divergence:
         model=lambda wc: wc.model,
         task=lambda wc: wc.task,
         k=FT["divergence_k"],
+        seed=config["seed"],
     script:
         "../scripts/lfp_divergence.py"
 

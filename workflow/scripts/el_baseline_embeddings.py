@@ -1,7 +1,7 @@
 """Input-embedding baseline: cosine between the LM's own input embedding rows of the concepts.
 
 Snakemake rule: input.model (materialised model folder), input.concepts (Parquet: concept, kept),
-params.model (registry name) -> output[0] (long format, measure="input_embedding"). A word's
+params.model (registry name), params.seed (metadata) -> output[0] (long format, measure="input_embedding"). A word's
 vector is the mean of its sub-tokens' rows, tokenised as " word" (see baselines.py); sub-token
 counts per word and any unrepresentable words are in the metadata.
 """
@@ -24,7 +24,8 @@ def main(sm):
     dim = int(model.get_input_embeddings().weight.shape[1])
     meta = {"baseline": "input_embedding", "model": sm.params.model, "dim": dim,
             "tokenisation": "' ' + word, no special tokens, mean over sub-tokens", "n_concepts": len(concepts),
-            "n_covered": len(vectors), "missing": missing, "n_subtokens": n_subtokens}
+            "n_covered": len(vectors), "missing": missing, "n_subtokens": n_subtokens,
+            "seed": sm.params.seed}
     io.write_table(df, sm.output[0], meta)
     log.info("input_embedding (%s): %d/%d concepts, %d pairs, %d multi-token words %s, missing %s (%.1f s)",
              sm.params.model, len(vectors), len(concepts), len(df), len(multi), multi, missing,

@@ -1,7 +1,7 @@
 """ExpertLens concepts: split the corpora into a sentence pool and choose the concept words.
 
 Snakemake rule `el_concepts`: input.corpora (text tables: text_id, text), input.pairs (word_a,
-word_b, score); params.min_positive, params.max_concepts, params.min_chars, params.max_chars ->
+word_b, score); params.min_positive, params.max_concepts, params.min_chars, params.max_chars, params.seed ->
 output.sentences (text_id, text: the pool mined later), output.concepts (concept, n_available,
 kept, reason: one row per pair word, dropped ones with the reason). The choice balances the pair
 sets (concepts.choose_concepts); the pairs covered per set are logged and in the metadata.
@@ -36,11 +36,12 @@ def main(sm):
              table.reason.str.startswith("over").sum(), n_pairs, by_set)
     io.write_table(pd.DataFrame({"text_id": range(len(sents)), "text": sents}).astype({"text_id": "int64"}),
                    sm.output.sentences, {"corpora": corpora, "n_texts": len(texts), "n_sentences": len(sents),
-                                         "min_chars": p.min_chars, "max_chars": p.max_chars})
+                                         "min_chars": p.min_chars, "max_chars": p.max_chars,
+                                         "seed": p.seed})
     io.write_table(table, sm.output.concepts, {
         "corpora": corpora, "pairs": [Path(x).stem for x in sm.input.pairs], "min_positive": p.min_positive,
         "max_concepts": p.max_concepts, "n_candidates": len(table), "n_kept": len(kept), "pairs_covered": n_pairs,
-        "pairs_covered_by_set": by_set})
+        "pairs_covered_by_set": by_set, "seed": p.seed})
 
 
 if __name__ == "__main__":

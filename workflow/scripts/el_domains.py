@@ -1,7 +1,7 @@
 """Domain structure: hierarchical clustering and a concept graph on Jaccard at the lowest tau.
 
 Snakemake rule `el_domains`: input.similarity; params: model, dataset, tau, categories (CSV path
-concept,category or ""), n_clusters (0 = one per category, else sqrt(n_concepts)), seed
+concept,category or ""), n_clusters (0 = one per category, else sqrt(n_concepts)), seed, dpi (figures.dpi)
 -> output.table (one row: clusters, ARI vs categories and its permutation p), output.png, output.pdf.
 """
 
@@ -26,7 +26,7 @@ def main(sm):
     clusters = cluster_concepts(names, jaccard, n_clusters)
     agreement = category_agreement(names, clusters, categories)
     p_perm = permutation_ari(names, clusters, categories, seed=p.seed) if categories else float("nan")
-    plot_domains(names, jaccard, sm.output.png, sm.output.pdf, tau=p.tau, categories=categories)
+    plot_domains(names, jaccard, sm.output.png, sm.output.pdf, tau=p.tau, categories=categories, dpi=p.dpi)
     row = {"model": p.model, "dataset": p.dataset, "tau": p.tau, "n_concepts": len(names), "n_clusters": n_clusters,
            **agreement, "p_permutation": p_perm,
            "mean_jaccard": float(jaccard[np.triu_indices(len(names), 1)].mean())}

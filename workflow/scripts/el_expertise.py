@@ -8,7 +8,7 @@ Snakemake rule `el_expertise`: input.responses (activation cache), input.members
 import numpy as np
 
 from lensflow import io
-from lensflow.expertlens import compute_expertise, expert_counts, expert_location
+from lensflow.expertlens import check_membership, compute_expertise, expert_counts, expert_location
 from lensflow.runtime import setup_logging
 
 
@@ -16,6 +16,7 @@ def main(sm):
     log = setup_logging(sm.log[0])
     p = sm.params
     membership = io.read_table(sm.input.membership, required=["concept", "text_id", "label"])
+    check_membership(membership, sm.input.membership)
     expertise = compute_expertise(sm.input.responses, membership)
     meta = {"model": p.model, "dataset": p.dataset, "seed": p.seed, "responses": sm.input.responses,
             "n_concepts": int(expertise["concept"].nunique()), "n_units": int(len(expertise) / expertise["concept"].nunique())}

@@ -1,6 +1,6 @@
 """Layer divergence between a base and a fine-tuned model (LFP §3.2, App. C) and the layer selections.
 
-Snakemake rule `lfp_divergence`: input.base, input.tuned (model folders); params: model, task, k
+Snakemake rule `lfp_divergence`: input.base, input.tuned (model folders); params: model, task, k, seed (metadata)
 -> output.table (Parquet: layer, divergence, n_params, n_tensors, rank), output.selection (JSON with
 the k highest-divergence layers, the k lowest-divergence layers and the k first layers).
 """
@@ -21,7 +21,7 @@ def main(sm):
     table = layer_divergence(base, tuned)
     table["rank"] = table["divergence"].rank(ascending=False, method="first").astype(int)
     selection = {which: select_layers(table, k=p.k, which=which) for which in ("highest", "lowest", "first")}
-    meta = {"model": p.model, "task": p.task, "k": p.k, "dtype": "float32", **selection}
+    meta = {"model": p.model, "task": p.task, "k": p.k, "dtype": "float32", "seed": p.seed, **selection}
     io.write_table(table, sm.output.table, meta)
     with atomic_path(sm.output.selection) as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
