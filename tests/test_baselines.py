@@ -156,10 +156,11 @@ def test_words_script(tmp_path):
                               [True, True, True, True, False])
     out = tmp_path / "glove.parquet"
     run_script("el_baseline_words", input=SimpleNamespace(concepts=concepts), output=[str(out)],
-               log=[str(tmp_path / "log")])
+               log=[str(tmp_path / "log")], params=SimpleNamespace(seed=3))
     df, meta = io.read_table(out), io.read_metadata(out)
     assert len(df) == 3 and set(df["concept_a"]) | set(df["concept_b"]) == {"car", "cat", "dog"}
     assert meta["missing"] == ["qzxvwplk"] and meta["n_concepts"] == 4 and meta["baseline"] == "glove"
+    assert meta["seed"] == 3
 
 
 def test_embeddings_script(tmp_path):
@@ -167,9 +168,9 @@ def test_embeddings_script(tmp_path):
     concepts = concepts_table(tmp_path / "c.parquet", ["cat", "dog", "film", "zebra"], [True] * 4)
     out = tmp_path / "emb.parquet"
     run_script("el_baseline_embeddings", input=SimpleNamespace(model=str(folder), concepts=concepts),
-               output=[str(out)], log=[str(tmp_path / "log")], params=SimpleNamespace(model="tiny"))
+               output=[str(out)], log=[str(tmp_path / "log")], params=SimpleNamespace(model="tiny", seed=3))
     df, meta = io.read_table(out), io.read_metadata(out)
-    assert len(df) == 3 and (df["measure"] == "input_embedding").all()
+    assert len(df) == 3 and (df["measure"] == "input_embedding").all() and meta["seed"] == 3
     assert meta["model"] == "tiny" and meta["missing"] == ["zebra"] and meta["n_subtokens"]["cat"] == 1
     model = tiny_model("llama")  # same seed as save_tiny -> same weights
     w = model.get_input_embeddings().weight.detach().numpy()
@@ -188,7 +189,7 @@ def test_sentences_script(tmp_path):
     out = tmp_path / "minilm.parquet"
     run_script("el_baseline_sentences", input=SimpleNamespace(sentences=str(tmp_path / "s.parquet"),
                membership=str(tmp_path / "m.parquet")), output=[str(out)], log=[str(tmp_path / "log")],
-               resources={})
+               resources={}, params=SimpleNamespace(seed=3))
     df, meta = io.read_table(out), io.read_metadata(out)
     assert df[["concept_a", "concept_b", "measure"]].values.tolist() == [["cat", "dog", "minilm"]]
     assert meta["missing"] == ["car"] and meta["n_sentences"] == 2 and meta["device"] == "cpu"

@@ -42,7 +42,7 @@ def subset_config(folder):
     cfg = yaml.safe_load(TINY.read_text())
     el = cfg["expertlens"]
     el.update(models=["tiny-llama"], datasets={"mined": el["datasets"]["mined"]}, dynamics=[], baselines=[])
-    del cfg["finetune"]
+    del cfg["finetune"], cfg["lfp"]  # the LFP stages need fine-tuning
     cfg["activations"]["targets"] = cfg["activations"]["targets"][:1]
     path = folder / "slurm.yaml"
     path.write_text(yaml.safe_dump(cfg))

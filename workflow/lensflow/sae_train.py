@@ -56,7 +56,9 @@ def train_variant(cache_path, modules: dict[int, str], variant: Variant, train_i
         metrics.append({"layer": layer, "module": module, "d_in": d_in, "d_hidden": sae.d_hidden,
                         "width": variant.width, "tied": variant.tied, "alpha": variant.alpha,
                         "selection": variant.layers, "n_steps": n_steps, "n_examples": n_steps * batch_size,
-                        "train_seconds": seconds, **{f"heldout_{k}": v for k, v in m.items()}})
+                        **{f"heldout_{k}": v for k, v in m.items()}})
+        # Training time goes to the log (and Snakemake's benchmark file), not the table: the
+        # table must be identical run to run (tests/e2e/test_determinism.py).
         history.append(hist.assign(layer=layer))
         saes[layer] = sae.cpu()
     return saes, pd.DataFrame(metrics), pd.concat(history, ignore_index=True)
