@@ -10,6 +10,7 @@ import yaml
 
 from lensflow.cache import read_pooled
 from lensflow.io import read_metadata
+from run_checks import planned_jobs
 from workflow_helpers import ROOT, copy_config, snakemake, tiny_workdir
 
 
@@ -54,20 +55,6 @@ def tiny_run(tmp_path_factory):
     res = snakemake(work, "--cores", "2", configfile=config)
     assert res.returncode == 0, res.stderr[-8000:]
     return work, config
-
-
-def planned_jobs(output: str) -> dict:
-    """{rule: count} from a dry-run's job-stats table."""
-    jobs, on = {}, False
-    for line in output.splitlines():
-        if line.startswith("job ") and "count" in line:
-            on = True
-        elif on and line.strip() and not line.startswith("-"):
-            name, *count = line.split()
-            if name == "total":
-                break
-            jobs[name] = int(count[0])
-    return jobs
 
 
 @pytest.mark.slow
