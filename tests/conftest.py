@@ -13,3 +13,6 @@ sys.path.insert(0, str(ROOT / "workflow"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Fixtures shared by several test files (the figure spy of the plotting tests).
+pytest_plugins = ["figure_spy"]

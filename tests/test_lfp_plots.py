@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from figure_spy import texts
 from lensflow import plots
 from lensflow import plots_probes as pp
 from lensflow import plots_sae as ps
@@ -15,22 +16,6 @@ from lensflow import plots_sae as ps
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    """Figures handed to save_figure (inspectable after they are closed)."""
-    figs = []
-    real = plots.save_figure
-
-    def spy(fig, png, pdf, dpi=plots.DPI):
-        figs.append(fig)
-        real(fig, png, pdf, dpi=dpi)
-
-    monkeypatch.setattr(plots, "save_figure", spy)
-    return figs
-
-
-def texts(fig):
-    return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
 
 
 def is_no_data(fig):

@@ -13,6 +13,7 @@ import pytest
 from scipy.cluster.hierarchy import leaves_list
 from PIL import Image
 
+from figure_spy import texts
 from lensflow import plots
 from lensflow import plots_expertlens as pe
 
@@ -132,22 +133,6 @@ FIGURES = {  # name -> (call with data, call with an empty table)
 }
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    """Figures handed to save_figure (still inspectable after they are closed)."""
-    figs = []
-    real = plots.save_figure
-
-    def spy(fig, png, pdf, dpi=plots.DPI):
-        figs.append(fig)
-        real(fig, png, pdf, dpi=dpi)
-
-    monkeypatch.setattr(plots, "save_figure", spy)
-    return figs
-
-
-def texts(fig):
-    return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
 
 
 def assert_figure_files(tmp_path, stem):
