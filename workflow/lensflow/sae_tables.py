@@ -57,9 +57,10 @@ def random_mmcs(d_in: int, n_small: int, n_big: int, seed: int = 0) -> float:
 
 
 def overlap_summary(overlap: pd.DataFrame, n_features: int, d_in: int, n_small: int, n_big: int,
-                    seed: int = 0) -> pd.DataFrame:
+                    seed: int = 0, chance: float | None = None) -> pd.DataFrame:
     """Per layer: MMCS, its chance level, and the matched cosine of the top n_features (explained)."""
-    chance = random_mmcs(d_in, n_small, n_big, seed)
+    if chance is None:  # lfp_overlap computes it once and stores it in the overlap table's metadata
+        chance = random_mmcs(d_in, n_small, n_big, seed)
     rows = []
     for layer, g in overlap.groupby("layer"):
         top = g.nlargest(n_features, "cosine")["cosine"]

@@ -9,7 +9,6 @@ import pandas as pd
 from lensflow import io
 from lensflow.plots_sae import plot_l1_sweep, plot_overlap, plot_sae_training
 from lensflow.runtime import setup_logging
-from lensflow.sae_tables import random_mmcs
 
 
 def main(sm):
@@ -20,9 +19,7 @@ def main(sm):
     metrics = pd.concat([io.read_table(f) for f in sm.input.metrics], ignore_index=True)
     plot_sae_training(history, sm.output.training, sm.output.training_pdf, dpi=dpi)
     plot_l1_sweep(metrics, sm.output.sweep, sm.output.sweep_pdf, dpi=dpi)
-    small = metrics[metrics["variant"] == "n"].iloc[0]
-    big = metrics[metrics["variant"] == "2n"].iloc[0]
-    chance = random_mmcs(int(small["d_in"]), int(small["d_hidden"]), int(big["d_hidden"]))
+    chance = io.read_metadata(sm.input.overlap)["mmcs_random"]  # computed once, by lfp_overlap
     plot_overlap(io.read_table(sm.input.overlap), sm.output.overlap, sm.output.overlap_pdf, chance=chance, dpi=dpi)
 
 

@@ -1,7 +1,7 @@
 """Feature overlap of AE_n and AE_2n per layer (LFP §3.4, Fig. 3): Hungarian matching, MMCS.
 
 Snakemake rule `lfp_overlap`: input.small, input.big (multi-layer SAE files); params: model, task
--> output[0] (Parquet: layer, small_feature, big_feature, cosine, rank; MMCS per layer in metadata).
+-> output[0] (Parquet: layer, small_feature, big_feature, cosine, rank; MMCS per layer and the random-dictionary MMCS in metadata).
 """
 
 import pandas as pd
@@ -10,6 +10,7 @@ from lensflow import io
 from lensflow.overlap import feature_overlap
 from lensflow.runtime import setup_logging
 from lensflow.sae import load_saes
+from lensflow.sae_tables import random_mmcs
 
 
 def main(sm):
@@ -24,8 +25,10 @@ def main(sm):
         pairs, mmcs[layer] = feature_overlap(small[layer], big[layer])
         tables.append(pairs.assign(layer=layer, rank=range(len(pairs))))
         log.info("layer %d: MMCS %.3f, best match %.3f", layer, mmcs[layer], pairs["cosine"].max())
+    any_layer = next(iter(small))
+    chance = random_mmcs(small[any_layer].d_in, small[any_layer].d_hidden, big[any_layer].d_hidden)
     io.write_table(pd.concat(tables, ignore_index=True), sm.output[0],
-                   {"model": p.model, "task": p.task, "seed": meta.get("seed"), "mmcs": mmcs})
+                   {"model": p.model, "task": p.task, "seed": meta.get("seed"), "mmcs": mmcs, "mmcs_random": chance})
 
 
 if __name__ == "__main__":

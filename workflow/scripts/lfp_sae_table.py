@@ -23,7 +23,7 @@ def main(sm):
         m = metrics[(metrics.model == meta["model"]) & (metrics.task == meta["task"])]
         small, big = m[m.variant == "n"].iloc[0], m[m.variant == "2n"].iloc[0]
         per_layer = overlap_summary(table, sm.params.n_features, int(small["d_in"]), int(small["d_hidden"]),
-                                    int(big["d_hidden"]))
+                                    int(big["d_hidden"]), chance=meta.get("mmcs_random"))
         rows.append(per_layer.assign(model=meta["model"], task=meta["task"]))
     overlap = pd.concat(rows, ignore_index=True)[["model", "task", *per_layer.columns]]
     write_csv_md(overlap, sm.output.overlap_csv, sm.output.overlap_md, "LFP feature overlap AE_n vs AE_2n")
