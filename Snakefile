@@ -37,6 +37,7 @@ if LFP:
 
     include: "workflow/rules/sae.smk"
     include: "workflow/rules/probes.smk"
+    include: "workflow/rules/base_control.smk"
     include: "workflow/rules/validation.smk"
     include: "workflow/rules/lfp_tables.smk"
 

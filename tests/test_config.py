@@ -76,6 +76,14 @@ BAD = {
                                       "expertlens.datasets.mined.generator"),
     "dynamics model without checkpoints": (_set(["expertlens", "dynamics"], ["smollm2-135m"]), "expertlens.dynamics.0"),
     "bad registry name": (_set(["models", "my model!"], {"source": "local", "path": "x"}), "models"),
+    "openai rewriter without base_url": (_set(["lfp", "triples", "rewriter"], {"backend": "openai", "model": "m"}),
+                                         "lfp.triples.rewriter.base_url"),
+    "local rewriter without model": (_set(["lfp", "triples", "rewriter"], {"backend": "local"}),
+                                     "lfp.triples.rewriter.model"),
+    "local rewriter not in registry": (_set(["lfp", "triples", "rewriter"], {"backend": "local", "model": "llama-3"}),
+                                       "lfp.triples.rewriter.model"),
+    "base control of an unknown task": (_set(["lfp", "base_control", "tasks"], ["sentiment"]),
+                                        "lfp.base_control.tasks.0"),
 }
 
 

@@ -26,6 +26,7 @@ from lensflow.explain import (
     classify_related,
     clean_explanation,
     explain_features,
+    explain_table,
     first_option,
 )
 from tiny_models import tiny_model, tiny_tokenizer
@@ -340,3 +341,29 @@ def test_local_client_uses_a_chat_template(tiny):
         want = torch.logsumexp(torch.stack([logp[vocab[o]], logp[vocab["<unk>"]]]), 0).item()
         assert scores[o] == pytest.approx(want, abs=1e-4)
     assert isinstance(lc.complete(msgs), str) and lc.hits == 0  # no cache_dir: nothing cached
+
+
+class Scripted:
+    """A client that explains every feature the same way and says yes."""
+
+    def complete(self, messages):
+        return "the main thing this feature does is find happy words."
+
+    def choose(self, messages, options):
+        return "yes"
+
+
+def test_explain_table_groups_layers_and_keeps_cosine():
+    features = pd.DataFrame({"layer": [3, 1, 1], "feature": [7, 2, 5], "cosine": [0.9, 0.8, 0.7],
+                             "records_text": ["a", "b", "c"]})
+    out = explain_table(Scripted(), features, "positive sentiment")
+    assert list(zip(out["layer"], out["feature"], out["cosine"])) == [(1, 2, 0.8), (1, 5, 0.7), (3, 7, 0.9)]
+    assert out["related"].tolist() == [True] * 3 and out["explanation"].eq("happy words.").all()
+
+
+def test_explain_table_with_no_live_feature_is_empty_but_typed():
+    features = pd.DataFrame({"layer": pd.Series(dtype="int64"), "feature": pd.Series(dtype="int64"),
+                             "cosine": pd.Series(dtype="float64"), "records_text": pd.Series(dtype="str")})
+    out = explain_table(Scripted(), features, "anything")
+    assert out.empty and list(out.columns) == ["layer", "feature", "explanation", "related", "answer", "cosine"]
+    assert str(out["related"].dtype) == "boolean" and out["layer"].dtype == "int64"

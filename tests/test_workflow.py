@@ -130,6 +130,10 @@ def test_lfp_outputs(tiny_run):
     probes = pd.read_csv(work / "results/tables/lfp_probes.csv")
     assert {"kendall_tau", "kendall_tau_xavier_baseline", "sign_accuracy_positive"} <= set(probes["measure"])
     assert "logistic_accuracy" in set(probes.loc[probes["task"] == "toxic", "measure"])
+    # the base-model control: the base model's own cache, SAE and probe, and tuned - base in the tables
+    assert read_metadata(run / "base/activations.parquet")["model"] == "tiny-llama"
+    assert {"kendall_tau_base_model", "kendall_tau_tuned_minus_base"} <= set(probes["measure"])
+    assert not (work / "results/lfp/tiny-llama/toxic/base_control.parquet").exists()  # vader only in tiny.yaml
     triples = pd.read_parquet(work / "results/lfp/triples/toxic.parquet")
     assert triples["synthetic"].all() and triples.groupby("triple_id").size().eq(3).all()
     ablation = pd.read_csv(work / "results/tables/lfp_ablation.csv")

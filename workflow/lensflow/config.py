@@ -154,11 +154,16 @@ def lfp_references(cfg: dict, models: set):
     tasks = set(cfg.get("finetune", {}).get("tasks", {}))
     for i, t in enumerate(lfp["ablations"].get("tasks", [])):
         yield f"lfp.ablations.tasks.{i}", t, "finetune.tasks", tasks
+    for i, t in enumerate(lfp["base_control"].get("tasks", [])):
+        yield f"lfp.base_control.tasks.{i}", t, "finetune.tasks", tasks
     for m in lfp["sae"]["alpha_by_model"]:
         yield f"lfp.sae.alpha_by_model.{m}", m, "models", models
     ex = lfp["explainer"]
     if ex["backend"] == "local" and "model" in ex:
         yield "lfp.explainer.model", ex["model"], "models", models
+    rw = lfp["triples"]["rewriter"]
+    if rw["backend"] == "local" and "model" in rw:
+        yield "lfp.triples.rewriter.model", rw["model"], "models", models
 
 
 def lfp_problems(cfg: dict):
@@ -181,6 +186,13 @@ def lfp_problems(cfg: dict):
         yield "key 'lfp.explainer.base_url': required with backend openai"
     if ex["backend"] == "local" and "base_url" in ex:
         yield "key 'lfp.explainer.base_url': only used with backend openai"
+    rw = lfp["triples"]["rewriter"]
+    if rw["backend"] != "template" and "model" not in rw:
+        yield f"key 'lfp.triples.rewriter.model': required with backend {rw['backend']}"
+    if rw["backend"] == "openai" and "base_url" not in rw:
+        yield "key 'lfp.triples.rewriter.base_url': required with backend openai"
+    if rw["backend"] != "openai" and "base_url" in rw:
+        yield "key 'lfp.triples.rewriter.base_url': only used with backend openai"
 
 
 def finetune_references(cfg: dict, models: set, texts: set):

@@ -24,7 +24,7 @@ from collections import Counter
 import torch
 
 from .concepts import contains_word, inflections
-from .explain import OpenAIClient
+from .explain_http import OpenAIClient
 
 log = logging.getLogger("lensflow")
 

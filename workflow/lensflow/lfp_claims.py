@@ -108,3 +108,22 @@ def ablation_claims(ablation: pd.DataFrame) -> list[dict]:
                                   ("supported" if rnd.diff_ci_low > r.diff_vs_sae else "not supported"),
                                   note=note or "supported = random's CI lies above the related-feature effect"))
     return rows
+
+
+def control_claims(controls: pd.DataFrame) -> list[dict]:
+    """Not a claim of the paper but the premise of its interpretation: the probe reads a pattern the
+    model LEARNED in fine-tuning, so it does better on the tuned model than on the base model
+    (lensflow.probe_control). Supported when the paired bootstrap CI of tuned - base is above 0."""
+    rows = []
+    for (model, task), g in controls.groupby(["model", "task"], sort=False):
+        m = g.set_index("measure")
+        for stat, what in (("kendall_tau", "Kendall tau per word"), ("logistic_accuracy", "held-out accuracy")):
+            if f"{stat}_tuned_minus_base" not in m.index:
+                continue
+            d, base = m.loc[f"{stat}_tuned_minus_base"], m.loc[f"{stat}_base_model"]
+            rows.append(claim_row("The probe reads a pattern learned in fine-tuning: it beats the same probe on "
+                                  "the base model (control, not in the paper)",
+                                  f"{what}, tuned - base model, {model} / {task}", d.value, d.ci_low, d.ci_high,
+                                  p=d.p, n=d.n, verdict=_ci_verdict(d.ci_low, d.ci_high, 0.0),
+                                  note=f"base model: {base.value:.3f} [{base.ci_low:.3f}, {base.ci_high:.3f}]"))
+    return rows

@@ -240,6 +240,8 @@ LFP = config.get("lfp") if FT else None
 LFP_RUNS = FT_RUNS if LFP else []
 if LFP and LFP["explainer"]["backend"] == "local":
     EXTRA_USED_MODELS += [LFP["explainer"]["model"]]
+if LFP and LFP["triples"]["rewriter"]["backend"] == "local":
+    EXTRA_USED_MODELS += [LFP["triples"]["rewriter"]["model"]]
 
 
 def lfp_alpha(model):
@@ -294,6 +296,20 @@ def lfp_explainer_input(wc):
     return [model_dir(ex["model"])] if ex["backend"] == "local" else []
 
 
+def lfp_rewriter(task):
+    """How a task's triples are written: VADER substitution needs no LLM; hh / toxic rewrites use
+    lfp.triples.rewriter (template, local or openai)."""
+    if lfp_kind(task) == "vader":
+        return {"backend": "template"}
+    return LFP["triples"]["rewriter"]
+
+
+def lfp_rewriter_input(wc):
+    """The local rewriter's model folder; nothing for templates or an HTTP endpoint."""
+    rw = lfp_rewriter(wc.task)
+    return [model_dir(rw["model"])] if rw["backend"] == "local" else []
+
+
 def lfp_explainer_gpu():
     return 1 if LFP["explainer"]["backend"] == "local" else 0
 
@@ -303,6 +319,15 @@ def lfp_sae_files(model, task):
         f"results/lfp/{model}/{task}/sae/{v}_metrics.parquet"
         for v in lfp_variants(model, task)
     ]
+
+
+def lfp_control_runs():
+    """(model, task) runs whose probe is repeated on the base model (lfp.base_control)."""
+    tasks = LFP["base_control"].get("tasks", list(FT["tasks"]))
+    return [(m, t) for m, t in LFP_RUNS if t in tasks]
+
+
+LFP_CONTROL_RUNS = lfp_control_runs() if LFP else []
 
 
 LFP_TABLES = ["probes", "words", "explanations", "activity", "ablation", "claims"]

@@ -9,6 +9,9 @@ rule lfp_tables:
         activity=[f"results/lfp/{m}/{t}/activity.parquet" for m, t in LFP_RUNS],
         ablation=[f"results/lfp/{m}/{t}/ablation.parquet" for m, t in LFP_RUNS],
         overlap="results/tables/lfp_overlap.csv",
+        controls=[
+            f"results/lfp/{m}/{t}/base_control.parquet" for m, t in LFP_CONTROL_RUNS
+        ],
     output:
         **{
             f"{name}_{ext}": (

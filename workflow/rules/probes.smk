@@ -6,6 +6,7 @@ rule lfp_triples:
     input:
         table=lambda wc: lfp_task_table(wc.task),
         lexicon=f"results/data/{FT['lexicon']}.parquet",
+        rewriter=lfp_rewriter_input,
     output:
         "results/lfp/triples/{task}.parquet",
     log:
@@ -13,12 +14,19 @@ rule lfp_triples:
     wildcard_constraints:
         task=registry_choice(FT["tasks"]),
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/torch.yaml"
+    threads: job_resources("gpu_job")["threads"]
+    resources:
+        gpu=lambda wc: int(lfp_rewriter(wc.task)["backend"] == "local"),
+        mem_mb=job_resources("gpu_job")["mem_mb"],
+        runtime=job_resources("gpu_job")["runtime"],
     params:
         task=lambda wc: wc.task,
         kind=lambda wc: lfp_kind(wc.task),
         n_triples=LFP["triples"]["n_triples"],
         min_abs_value=LFP["triples"]["min_abs_value"],
+        rewriter=lambda wc: lfp_rewriter(wc.task),
+        cache_dir="results/lfp/rewriter_cache",
         seed=config["seed"],
     script:
         "../scripts/lfp_triples.py"
@@ -36,6 +44,9 @@ rule lfp_probe_data:
         "results/logs/lfp/{model}/{task}/probe_data.log",
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/probe_data.tsv"
+    wildcard_constraints:
+        model=registry_choice({m for m, _ in LFP_RUNS}),
+        task=registry_choice(FT["tasks"]),
     conda:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
@@ -67,6 +78,9 @@ rule lfp_probe:
         words="results/lfp/{model}/{task}/probe_words.parquet",
     log:
         "results/logs/lfp/{model}/{task}/probe.log",
+    wildcard_constraints:
+        model=registry_choice({m for m, _ in LFP_RUNS}),
+        task=registry_choice(FT["tasks"]),
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -34,6 +34,9 @@ rule lfp_activations:
         "results/logs/lfp/{model}/{task}/activations.log",
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/activations.tsv"
+    wildcard_constraints:
+        model=registry_choice({m for m, _ in LFP_RUNS}),
+        task=registry_choice(FT["tasks"]),
     conda:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
@@ -67,6 +70,8 @@ rule lfp_sae:
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/sae_{variant}.tsv"
     wildcard_constraints:
+        model=registry_choice({m for m, _ in LFP_RUNS}),
+        task=registry_choice(FT["tasks"]),
         variant=r"[A-Za-z0-9.\-]+",
     conda:
         "../../envs/torch.yaml"

@@ -7,22 +7,9 @@ language), cache_dir (every response cached there), seed -> output[0] (layer, fe
 explanation, related, answer). The API key is read from the environment only, never written.
 """
 
-import pandas as pd
-
-from lensflow import io, models
-from lensflow.explain import LocalClient, OpenAIClient, explain_features
+from lensflow import io
+from lensflow.explain import explain_table, make_client
 from lensflow.runtime import pick_device, seed_everything, setup_logging
-
-
-def client_for(sm, device):
-    ex = sm.params.explainer
-    if ex["backend"] == "openai":
-        return OpenAIClient(ex["base_url"], ex["model"], cache_dir=sm.params.cache_dir,
-                            api_key_env=ex.get("api_key_env"), timeout=ex["timeout"], max_retries=ex["max_retries"],
-                            max_tokens=ex["max_new_tokens"])
-    model, tok, _ = models.load(sm.input.explainer[0], device=device)
-    return LocalClient(model, tok, device=device, max_new_tokens=ex["max_new_tokens"], cache_dir=sm.params.cache_dir,
-                       model_id=f"local:{ex['model']}")
 
 
 def main(sm):
@@ -31,17 +18,8 @@ def main(sm):
     seed_everything(p.seed)
     device = pick_device(sm.resources.get("gpu", 0), sm.threads)
     features = io.read_table(sm.input.features)
-    client = client_for(sm, device)
-    tables = []
-    for layer, g in features.groupby("layer", sort=True):
-        records = dict(zip(g["feature"], g["records_text"]))
-        tables.append(explain_features(client, records, int(layer), p.description))
-    if not tables:  # every SAE feature dead: nothing to explain, and the tables downstream say so
-        log.warning("no live high-overlap feature to explain")
-        tables = [pd.DataFrame({"layer": pd.Series(dtype="int64"), "feature": pd.Series(dtype="int64"),
-                                "explanation": pd.Series(dtype="str"), "related": pd.Series(dtype="boolean"),
-                                "answer": pd.Series(dtype="str")})]
-    out = pd.concat(tables, ignore_index=True).merge(features[["layer", "feature", "cosine"]], on=["layer", "feature"])
+    client = make_client(p.explainer, p.cache_dir, sm.input.explainer[0] if sm.input.explainer else None, device)
+    out = explain_table(client, features, p.description)
     meta = {"model": p.model, "seed": p.seed, "backend": p.explainer["backend"], "explainer": p.explainer["model"],
             "description": p.description}
     io.write_table(out, sm.output[0], meta)

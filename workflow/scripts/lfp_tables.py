@@ -2,7 +2,8 @@
 feature explanations (Tables 1/8), activity (Table 7), ablation (Table 6) and the claims table.
 
 Snakemake rule `lfp_tables`: input.measures, input.words, input.explanations, input.activity,
-input.ablation (one per run, in params.runs order), input.overlap (CSV); params: runs, n_boot, seed
+input.ablation (one per run, in params.runs order), input.overlap (CSV), input.controls (base-model
+controls, lensflow.probe_control); params: runs, n_boot, seed
 -> output.<name>_csv / <name>_md for each table.
 """
 
@@ -10,11 +11,11 @@ import pandas as pd
 
 from lensflow import io
 from lensflow.ablation import ablation_table
-from lensflow.lfp_claims import ablation_claims, activity_claims, overlap_claims, probe_claims
+from lensflow.lfp_claims import ablation_claims, activity_claims, control_claims, overlap_claims, probe_claims
 from lensflow.runtime import setup_logging
 from lensflow.tables import write_csv_md
 
-TITLES = {"probes": "LFP probes (Tables 3, 4, 5, 10)", "words": "Predicted vs lexicon value, sampled words (Tables 2/9)",
+TITLES = {"probes": "LFP probes (Tables 3, 4, 5, 10; base-model control)", "words": "Predicted vs lexicon value, sampled words (Tables 2/9)",
           "explanations": "Feature explanations (Tables 1/8)", "activity": "Related-feature activity (Table 7)",
           "ablation": "Zero-ablation of related features (Table 6)", "claims": "LFP claims"}
 
@@ -29,12 +30,14 @@ def main(sm):
     p = sm.params
     runs = [dict(model=m, task=t) for m, t in p.runs]
     measures = pd.concat([io.read_table(f) for f in sm.input.measures], ignore_index=True)
+    controls = [io.read_table(f) for f in sm.input.controls]
+    controls = pd.concat(controls, ignore_index=True) if controls else measures.iloc[:0]
     words = []
     for run, f in zip(runs, sm.input.words):
         w, sampled = io.read_table(f), io.read_metadata(f).get("sampled_words", [])
         words.append(w[w["word"].isin(sampled)].assign(**run))
     tables = {
-        "probes": measures,
+        "probes": pd.concat([measures, controls], ignore_index=True),
         "words": pd.concat(words, ignore_index=True),
         "explanations": pd.concat([io.read_table(f).assign(**r) for r, f in zip(runs, sm.input.explanations)],
                                   ignore_index=True),
@@ -44,7 +47,7 @@ def main(sm):
     }
     overlap = pd.read_csv(sm.input.overlap)
     claims = (probe_claims(measures) + overlap_claims(overlap) + activity_claims(tables["activity"])
-              + ablation_claims(tables["ablation"]))
+              + ablation_claims(tables["ablation"]) + control_claims(controls))
     tables["claims"] = pd.DataFrame(claims)
     for name, df in tables.items():
         write_csv_md(df, sm.output[f"{name}_csv"], sm.output[f"{name}_md"], TITLES[name])
