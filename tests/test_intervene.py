@@ -260,13 +260,17 @@ def test_el_causal_script(tmp_path):
     from types import SimpleNamespace
 
     from lensflow import io
+    from lensflow.expertise_store import write_expertise
     from tiny_models import save_tiny
 
     folder = save_tiny(tmp_path / "model", "llama")
     ex = pd.concat([_expertise(seed=i).assign(concept=c) for i, c in enumerate(["cat", "dog", "film"])])
     ex.loc[ex["concept"] == "dog", "ap"] += 1.0  # dog has the highest max AP, then ...
     ex.loc[ex["concept"] == "film", "ap"] += 0.5  # ... film
-    io.write_table(ex, tmp_path / "expertise.parquet", {})
+    ex = ex.assign(layer=ex["module"].str.extract(r"\.(\d+)\.")[0].astype(int), kind="mlp.down_proj", off_mean=0.0,
+                   on_p90=1.0)
+    write_expertise((g for _, g in ex.groupby("module", sort=True)), tmp_path / "expertise.parquet", {},
+                    grid=[0.5], taus=[0.5])
     out = SimpleNamespace(table=str(tmp_path / "t.parquet"), summary=str(tmp_path / "s.parquet"))
     params = SimpleNamespace(concepts=[], n_concepts=2, k=3, n_random=2, max_new_tokens=3, n_samples=2,
                              hook="input", seed=0)

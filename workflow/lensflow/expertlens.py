@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import read_pooled
-from .expertise import count_above, expertise_table
+from .expertise import expertise_table
 from .io import TableError, read_metadata
 from .similarity import cosine_matrix, expert_sets, jaccard_matrix
 
@@ -46,22 +46,23 @@ def check_membership(membership: pd.DataFrame, source) -> None:
         raise TableError(f"{source}: concept(s) {none} have no positive sentences")
 
 
-def compute_expertise(cache_path, membership: pd.DataFrame) -> pd.DataFrame:
+def iter_expertise(cache_path, membership: pd.DataFrame):
     """Expertise of every unit for every concept, one module at a time (memory: bank x one module).
 
     membership: concept, text_id, label ("positive" / "negative"), as written by the concept stage.
-    Returns concept, module, layer, kind, unit, ap, off_mean, on_p50, on_p90.
+    Yields one DataFrame per module (the cache's module order): concept, module, layer, kind, unit,
+    ap, off_mean, on_p50, on_p90 (float32), concepts sorted, units 0..d-1 within each concept.
     """
     modules = read_metadata(cache_path).get("modules")
     if not modules:
         raise TableError(f"{cache_path}: no `modules` in its metadata; not an activation cache")
-    out = []
     for module in modules:
         text_ids, acts = read_pooled(cache_path, [module])
         x = acts[module]  # [n_texts, d]
         row = pd.Series(np.arange(len(text_ids)), index=text_ids)
         index = pd.DataFrame({"module": module, "layer": module_layer(module), "kind": module_kind(module),
                               "unit": np.arange(x.shape[1])})
+        out = []
         for concept, rows in membership.groupby("concept", sort=True):
             missing = set(rows["text_id"]) - set(row.index)
             if missing:
@@ -70,39 +71,13 @@ def compute_expertise(cache_path, membership: pd.DataFrame) -> pd.DataFrame:
             table = expertise_table(scores, (rows["label"] == "positive").to_numpy(), index)
             table.insert(0, "concept", concept)
             out.append(table)
-    df = pd.concat(out, ignore_index=True)
-    for col in ("ap", "off_mean", "on_p50", "on_p90"):
-        df[col] = df[col].astype(np.float32)
-    return df
+        df = pd.concat(out, ignore_index=True)
+        yield df.astype({c: np.float32 for c in ("ap", "off_mean", "on_p50", "on_p90")})
 
 
-def ap_matrix(expertise: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """(concepts, AP [n_concepts, n_units]) with units in one fixed order for every concept."""
-    wide = expertise.pivot_table(index="concept", columns=["module", "unit"], values="ap", sort=True)
-    return list(wide.index), wide.to_numpy(dtype=np.float64)
-
-
-def expert_counts(expertise: pd.DataFrame, grid: np.ndarray) -> pd.DataFrame:
-    """Number of units with AP > t for each concept and t on the grid (the anchor's count curve)."""
-    rows = [
-        pd.DataFrame({"concept": concept, "tau": grid, "n_experts": count_above(g["ap"].to_numpy(), grid)})
-        for concept, g in expertise.groupby("concept", sort=True)
-    ]
-    return pd.concat(rows, ignore_index=True)
-
-
-def expert_location(expertise: pd.DataFrame, taus) -> pd.DataFrame:
-    """Where experts sit: number of (concept, unit) experts per tau, layer and module kind."""
-    rows = []
-    for tau in taus:
-        e = expertise[expertise["ap"] > tau]
-        g = e.groupby(["layer", "kind"]).size().rename("n_experts").reset_index()
-        g.insert(0, "tau", tau)
-        rows.append(g)
-    out = pd.concat(rows, ignore_index=True)
-    total = out.groupby("tau")["n_experts"].transform("sum")
-    out["fraction"] = out["n_experts"] / total.where(total > 0)
-    return out
+def compute_expertise(cache_path, membership: pd.DataFrame) -> pd.DataFrame:
+    """All of iter_expertise in one frame (small runs and tests; the workflow streams it to disk)."""
+    return pd.concat(iter_expertise(cache_path, membership), ignore_index=True)
 
 
 def _upper(names, matrix, measure, both_empty=None) -> pd.DataFrame:

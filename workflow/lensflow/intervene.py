@@ -214,14 +214,17 @@ def generation_rate(model, tokenizer, prompts: list[str], word: str, max_new_tok
 
 # --------------------------------------------------------------------------- the experiment
 
-def causal_concepts(expertise: pd.DataFrame, concepts, n_concepts: int) -> list[str]:
-    """The configured concepts, or the n_concepts with the highest max AP (ties by name)."""
+def causal_concepts(max_ap: pd.Series, concepts, n_concepts: int) -> list[str]:
+    """The configured concepts, or the n_concepts with the highest max AP (ties by name).
+
+    max_ap: each concept's highest AP over all units (index = concept), e.g. expertise_store.max_ap.
+    """
     if concepts:
-        missing = sorted(set(concepts) - set(expertise["concept"]))
+        missing = sorted(set(concepts) - set(max_ap.index))
         if missing:
             raise ValueError(f"concepts not in the expertise table: {missing[:10]}")
         return list(concepts)
-    best = expertise.groupby("concept")["ap"].max().reset_index()
+    best = max_ap.rename("ap").rename_axis("concept").reset_index()
     return best.sort_values(["ap", "concept"], ascending=[False, True])["concept"].head(n_concepts).tolist()
 
 

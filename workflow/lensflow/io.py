@@ -72,7 +72,8 @@ def write_table(df: pd.DataFrame | pa.Table, path: str | Path, meta: dict) -> No
 def read_metadata(path: str | Path) -> dict:
     """The lensflow metadata of a Parquet file ({} if it has none)."""
     try:
-        md = pq.read_schema(path).metadata or {}
+        # the file's key-value metadata: the schema's (write_table) or a streaming writer's footer
+        md = pq.read_metadata(path).metadata or {}
     except (OSError, pa.ArrowInvalid) as e:
         raise TableError(f"{path}: not a readable Parquet file ({e})") from None
     return json.loads(md[META_KEY]) if META_KEY in md else {}

@@ -10,14 +10,16 @@ the concept name itself, after the neutral prompts in lensflow.intervene.NEUTRAL
 import pandas as pd
 
 from lensflow import intervene, io
+from lensflow.expertise_store import max_ap, read_concepts
 from lensflow.runtime import model_job
 
 
 def main(sm):
     log, device, model, tok, manifest = model_job(sm)
     p = sm.params
-    expertise = io.read_table(sm.input.expertise, required=["concept", "module", "unit", "ap", "on_p50"])
-    concepts = intervene.causal_concepts(expertise, p.concepts, p.n_concepts)
+    concepts = intervene.causal_concepts(max_ap(sm.input.expertise), p.concepts, p.n_concepts)
+    # only the chosen concepts' rows: the whole table does not fit in memory at paper scale
+    expertise = read_concepts(sm.input.expertise, concepts, ["concept", "module", "unit", "ap", "on_p50"])
     tables, summaries = [], []
     for concept in concepts:
         res = intervene.causal_effect(model, tok, expertise[expertise["concept"] == concept], concept, k=p.k,

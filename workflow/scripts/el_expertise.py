@@ -8,7 +8,8 @@ Snakemake rule `el_expertise`: input.responses (activation cache), input.members
 import numpy as np
 
 from lensflow import io
-from lensflow.expertlens import check_membership, compute_expertise, expert_counts, expert_location
+from lensflow.expertise_store import write_expertise
+from lensflow.expertlens import check_membership, iter_expertise
 from lensflow.runtime import setup_logging
 
 
@@ -17,19 +18,20 @@ def main(sm):
     p = sm.params
     membership = io.read_table(sm.input.membership, required=["concept", "text_id", "label"])
     check_membership(membership, sm.input.membership)
-    expertise = compute_expertise(sm.input.responses, membership)
-    meta = {"model": p.model, "dataset": p.dataset, "seed": p.seed, "responses": sm.input.responses,
-            "n_concepts": int(expertise["concept"].nunique()), "n_units": int(len(expertise) / expertise["concept"].nunique())}
-    io.write_table(expertise, sm.output.expertise, {**meta, "table": "expertise"})
+    meta = {"model": p.model, "dataset": p.dataset, "seed": p.seed, "responses": sm.input.responses}
     start, stop, num = p.tau_grid
-    counts = expert_counts(expertise, np.linspace(start, stop, int(num)))
+    # streamed: one module's table in memory at a time (paper scale has ~170M rows)
+    res = write_expertise(iter_expertise(sm.input.responses, membership), sm.output.expertise,
+                          {**meta, "table": "expertise", "n_concepts": int(membership["concept"].nunique())},
+                          np.linspace(start, stop, int(num)), p.taus)
+    meta.update(n_concepts=len(res["concepts"]), n_units=res["n_units"])
+    counts = res["counts"]
     io.write_table(counts.assign(model=p.model, dataset=p.dataset), sm.output.counts, {**meta, "table": "counts"})
-    location = expert_location(expertise, p.taus)
-    io.write_table(location.assign(model=p.model, dataset=p.dataset), sm.output.location, {**meta, "table": "location"})
+    io.write_table(res["location"].assign(model=p.model, dataset=p.dataset), sm.output.location,
+                   {**meta, "table": "location"})
     log.info("%s/%s: %d concepts x %d units; median experts at tau=%.2f: %s", p.model, p.dataset,
              meta["n_concepts"], meta["n_units"], p.taus[0],
              counts[np.isclose(counts["tau"], p.taus[0])]["n_experts"].median())
-
 
 if __name__ == "__main__":
     main(snakemake)  # noqa: F821 (injected by Snakemake)

@@ -5,14 +5,15 @@ Snakemake rule `el_similarity`: input.expertise; params: model, dataset, taus, s
 """
 
 from lensflow import io
-from lensflow.expertlens import ap_matrix, similarities
+from lensflow.expertise_store import read_ap_matrix
+from lensflow.expertlens import similarities
 from lensflow.runtime import setup_logging
 
 
 def main(sm):
     log = setup_logging(sm.log[0])
     p = sm.params
-    concepts, ap = ap_matrix(io.read_table(sm.input.expertise, columns=["concept", "module", "unit", "ap"]))
+    concepts, ap = read_ap_matrix(sm.input.expertise)  # [n_concepts, n_units], one row group at a time
     sim = similarities(concepts, ap, p.taus)
     io.write_table(sim, sm.output[0], {"model": p.model, "dataset": p.dataset, "taus": p.taus, "seed": p.seed,
                                         "n_concepts": len(concepts), "n_units": int(ap.shape[1])})
