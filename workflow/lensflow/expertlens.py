@@ -14,7 +14,6 @@ import re
 import numpy as np
 import pandas as pd
 
-from .cache import read_pooled
 from .expertise import expertise_table
 from .io import TableError, read_metadata
 from .similarity import cosine_matrix, expert_sets, jaccard_matrix
@@ -53,6 +52,8 @@ def iter_expertise(cache_path, membership: pd.DataFrame):
     Yields one DataFrame per module (the cache's module order): concept, module, layer, kind, unit,
     ap, off_mean, on_p50, on_p90 (float32), concepts sorted, units 0..d-1 within each concept.
     """
+    from .cache import read_pooled  # imports torch: only the expertise job needs it
+
     modules = read_metadata(cache_path).get("modules")
     if not modules:
         raise TableError(f"{cache_path}: no `modules` in its metadata; not an activation cache")

@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -62,6 +61,8 @@ def fit_linear_probe(X: np.ndarray, y: np.ndarray, seed: int = 0, cv: int | None
 def xavier_baseline(d_in: int, seed: int) -> Callable[[np.ndarray], np.ndarray]:
     """The paper's untrained baseline (§4.1): y = X w with w [1, d_in] Xavier-uniform (bias 0),
     drawn by torch.nn.init.xavier_uniform_ from a generator seeded with `seed`."""
+    import torch  # only the baseline needs it; keeps the probe job light
+
     w = torch.empty(1, d_in)
     torch.nn.init.xavier_uniform_(w, generator=torch.Generator().manual_seed(seed))
     w = w.numpy().astype(np.float64).ravel()  # [d_in]

@@ -6,9 +6,12 @@ import logging
 import math
 import random
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pick_device(gpu: int | float | bool = 0, threads: int | None = None) -> torch.device:
@@ -17,6 +20,8 @@ def pick_device(gpu: int | float | bool = 0, threads: int | None = None) -> torc
     threads: the job's Snakemake `threads`. torch otherwise starts one thread per core in every
     job, and two jobs side by side on 2 cores then run several times slower than one each.
     """
+    import torch  # here, not at the top: analysis scripts use this module without torch
+
     if threads:
         torch.set_num_threads(int(threads))
     if gpu and torch.cuda.is_available():
@@ -26,6 +31,8 @@ def pick_device(gpu: int | float | bool = 0, threads: int | None = None) -> torc
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch; CPU kernels are then deterministic run to run."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
