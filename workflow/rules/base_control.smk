@@ -15,15 +15,9 @@ use rule lfp_activations as lfp_base_activations with:
         "results/logs/lfp/{model}/{task}/base/activations.log",
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/base/activations.tsv"
-    params:
+    params:  # merged into lfp_activations' params: only these differ
         model=lambda wc: wc.model,
         selections=["highest"],
-        dtype=LFP["dtype"],
-        batch_size=ACT["batch_size"],
-        max_length=LFP["max_length"],
-        bf16_autocast=ACT["bf16_autocast"],
-        rows_per_group=ACT["rows_per_group"],
-        seed=config["seed"],
 
 
 use rule lfp_sae as lfp_base_sae with:
@@ -38,17 +32,9 @@ use rule lfp_sae as lfp_base_sae with:
         "results/logs/lfp/{model}/{task}/base/sae_n.log",
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/base/sae_n.tsv"
-    params:
-        model=lambda wc: wc.model,
-        task=lambda wc: wc.task,
+    params:  # merged into lfp_sae's params: AE_n, exactly as the tuned model's
         variant="n",
         settings=lambda wc: lfp_variants(wc.model, wc.task)["n"],
-        lr=LFP["sae"]["lr"],
-        batch_size=LFP["sae"]["batch_size"],
-        n_examples=LFP["sae"]["n_examples"],
-        shuffle_buffer=LFP["sae"]["shuffle_buffer"],
-        heldout_fraction=LFP["heldout_fraction"],
-        seed=config["seed"],
 
 
 use rule lfp_probe_data as lfp_base_probe_data with:
@@ -65,10 +51,6 @@ use rule lfp_probe_data as lfp_base_probe_data with:
         "results/benchmarks/lfp/{model}/{task}/base/probe_data.tsv"
     params:
         model=lambda wc: wc.model,
-        batch_size=ACT["batch_size"],
-        max_length=LFP["max_length"],
-        bf16_autocast=ACT["bf16_autocast"],
-        seed=config["seed"],
 
 
 use rule lfp_probe as lfp_base_probe with:
