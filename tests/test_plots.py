@@ -16,6 +16,7 @@ from PIL import Image
 from figure_spy import texts
 from lensflow import plots
 from lensflow import plots_expertlens as pe
+from lensflow import plots_stability as ps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RNG = np.random.default_rng(0)
@@ -122,12 +123,12 @@ FIGURES = {  # name -> (call with data, call with an empty table)
                       lambda png, pdf, **kw: pe.plot_expert_layers(location_frame().iloc[:0], png, pdf, **kw)),
     "domains": (call_domains,
                 lambda png, pdf, **kw: pe.plot_domains([], np.zeros((0, 0)), png, pdf, **kw)),
-    "stability": (lambda png, pdf, **kw: pe.plot_stability(stability_frame(), png, pdf, **kw),
-                  lambda png, pdf, **kw: pe.plot_stability(stability_frame().iloc[:0], png, pdf, **kw)),
-    "scaling": (lambda png, pdf, **kw: pe.plot_scaling(scaling_frame(), png, pdf, **kw),
-                lambda png, pdf, **kw: pe.plot_scaling(pd.DataFrame(), png, pdf, **kw)),
-    "dynamics": (lambda png, pdf, **kw: pe.plot_dynamics(dynamics_frame(), png, pdf, **kw),
-                 lambda png, pdf, **kw: pe.plot_dynamics(dynamics_frame().iloc[:0], png, pdf, **kw)),
+    "stability": (lambda png, pdf, **kw: ps.plot_stability(stability_frame(), png, pdf, **kw),
+                  lambda png, pdf, **kw: ps.plot_stability(stability_frame().iloc[:0], png, pdf, **kw)),
+    "scaling": (lambda png, pdf, **kw: ps.plot_scaling(scaling_frame(), png, pdf, **kw),
+                lambda png, pdf, **kw: ps.plot_scaling(pd.DataFrame(), png, pdf, **kw)),
+    "dynamics": (lambda png, pdf, **kw: ps.plot_dynamics(dynamics_frame(), png, pdf, **kw),
+                 lambda png, pdf, **kw: ps.plot_dynamics(dynamics_frame().iloc[:0], png, pdf, **kw)),
     "causal": (lambda png, pdf, **kw: pe.plot_causal(causal_frame(), png, pdf, **kw),
                lambda png, pdf, **kw: pe.plot_causal(pd.DataFrame(), png, pdf, **kw)),
 }
@@ -198,7 +199,7 @@ def test_failed_write_keeps_previous_outputs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
     with pytest.raises(RuntimeError):
-        pe.plot_scaling(scaling_frame(), png, pdf)
+        ps.plot_scaling(scaling_frame(), png, pdf)
     assert png.read_bytes() == b"old png" and pdf.read_bytes() == b"old pdf"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "a.png"]
 
@@ -216,19 +217,19 @@ def test_unknown_style_keyword_is_an_error(tmp_path):
 
 
 def test_title_override(tmp_path, captured):
-    pe.plot_dynamics(dynamics_frame(), tmp_path / "d.png", tmp_path / "d.pdf", title="Pythia over training")
+    ps.plot_dynamics(dynamics_frame(), tmp_path / "d.png", tmp_path / "d.pdf", title="Pythia over training")
     assert captured[0].get_suptitle() == "Pythia over training"
 
 
 # --- figure-specific behaviour ------------------------------------------------------------------
 
 def test_scaling_missing_measure_says_so(tmp_path, captured):
-    pe.plot_scaling(scaling_frame(), tmp_path / "s.png", tmp_path / "s.pdf", measure="jaccard@0.9")
+    ps.plot_scaling(scaling_frame(), tmp_path / "s.png", tmp_path / "s.pdf", measure="jaccard@0.9")
     assert any(t.startswith("no data: measure 'jaccard@0.9' not in table") for t in texts(captured[0]))
 
 
 def test_scaling_filters_to_chosen_measure(tmp_path, captured):
-    pe.plot_scaling(scaling_frame(), tmp_path / "s.png", tmp_path / "s.pdf")
+    ps.plot_scaling(scaling_frame(), tmp_path / "s.png", tmp_path / "s.pdf")
     ax = captured[0].axes[0]
     assert ax.get_xscale() == "log"
     assert len(ax.get_lines()) == 2 + 2  # one line per (dataset, pairs) + its cap markers
@@ -323,7 +324,7 @@ def test_circle_layout_puts_domains_on_contiguous_arcs():
 
 
 def test_no_data_figure_keeps_the_title(tmp_path, captured):
-    pe.plot_dynamics(pd.DataFrame(), tmp_path / "d.png", tmp_path / "d.pdf")
+    ps.plot_dynamics(pd.DataFrame(), tmp_path / "d.png", tmp_path / "d.pdf")
     assert captured[0].get_suptitle() == "Alignment over training (jaccard@0.5)"
     assert "no data: no checkpoints configured" in texts(captured[0])
 

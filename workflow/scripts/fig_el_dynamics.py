@@ -5,7 +5,7 @@ Snakemake rule `fig_el_dynamics`: input[0] alignment table; params.measure, para
 
 from lensflow import io
 from lensflow.alignment import dynamics_table
-from lensflow.plots_expertlens import plot_dynamics
+from lensflow.plots_stability import plot_dynamics
 from lensflow.runtime import setup_logging
 
 

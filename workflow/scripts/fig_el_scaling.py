@@ -6,7 +6,7 @@ Snakemake rule `fig_el_scaling`: input[0] alignment table; params.models, params
 
 from lensflow import io
 from lensflow.alignment import scaling_table
-from lensflow.plots_expertlens import plot_scaling
+from lensflow.plots_stability import plot_scaling
 from lensflow.runtime import setup_logging
 
 

@@ -4,7 +4,7 @@ Snakemake rule `fig_el_stability`: input[0] stability table; params.measures, pa
 """
 
 from lensflow import io
-from lensflow.plots_expertlens import plot_stability
+from lensflow.plots_stability import plot_stability
 from lensflow.runtime import setup_logging
 
 
