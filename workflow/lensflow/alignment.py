@@ -94,7 +94,7 @@ def spearman_diff_bootstrap(x1, x2, y, n_boot: int = 1000, ci: float = 0.95, see
     """
     from scipy import stats as st
 
-    from .stats import _percentile_ci, _rowwise_pearson
+    from .stats import percentile_ci, _rowwise_pearson
 
     x1, x2, y = (np.asarray(v, dtype=np.float64) for v in (x1, x2, y))
     n = y.size
@@ -104,7 +104,7 @@ def spearman_diff_bootstrap(x1, x2, y, n_boot: int = 1000, ci: float = 0.95, see
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))  # [n_boot, n]
     ry = st.rankdata(y[idx], axis=1)
     boot = _rowwise_pearson(st.rankdata(x1[idx], axis=1), ry) - _rowwise_pearson(st.rankdata(x2[idx], axis=1), ry)
-    lo, hi = _percentile_ci(boot, ci)
+    lo, hi = percentile_ci(boot, ci)
     finite = boot[np.isfinite(boot)]
     # two-sided bootstrap p-value for diff = 0: how often the resampled difference crosses zero
     p = float(min(1.0, 2 * min((finite <= 0).mean(), (finite >= 0).mean()))) if finite.size else np.nan

@@ -9,7 +9,7 @@ by row group and reads the rows of a few concepts with a Parquet filter. Memory:
 table plus the [n_concepts, n_units] matrix (100 x 1.7M x 4 B = 0.7 GB).
 
 File layout: columns SCHEMA; metadata (lensflow key) = the caller's meta plus `concepts` (sorted),
-`modules` ([[name, n_units], ...] in row-group order), `max_ap` ({concept: max AP}).
+`modules` ([[name, n_units], ...] in row-group order), `max_ap` ({concept: max AP}), n_concepts, n_units.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def write_expertise(tables: Iterable[pd.DataFrame], path, meta: dict, grid, taus
                 writer.write_table(pa.Table.from_pandas(table, schema=SCHEMA, preserve_index=False))
             if concepts is None:
                 raise ValueError("no module to write: the expertise table would be empty")
-            extra = {"concepts": concepts, "modules": modules, "max_ap": max_ap}
+            extra = {"concepts": concepts, "modules": modules, "max_ap": max_ap, "n_concepts": len(concepts),
+                     "n_units": sum(d for _, d in modules)}
             writer.add_key_value_metadata({META_KEY: json.dumps({**meta, **extra}, sort_keys=True, default=str)})
         finally:
             writer.close()

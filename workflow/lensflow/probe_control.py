@@ -16,11 +16,11 @@ from scipy import stats
 
 from .probe_eval import MEASURE_COLUMNS
 from .probes import CONFIDENCE
-from .stats import _percentile_ci
+from .stats import percentile_ci
 
 
 def _ci(draws: np.ndarray) -> tuple[float, float]:
-    return _percentile_ci(draws, CONFIDENCE)
+    return percentile_ci(draws, CONFIDENCE)
 
 
 def _tau(value: np.ndarray, pred: np.ndarray) -> float:

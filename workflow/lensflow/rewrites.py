@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from .triples import POLARITIES, _frame
+from .triples import POLARITIES, triples_frame
 
 log = logging.getLogger("lensflow")
 
@@ -84,4 +84,4 @@ def llm_rewrite_triples(entries: list[tuple[str, str]], kind: str, n_triples: in
         tid += 1
     if dropped:
         log.warning("%d entries dropped: an empty or duplicated rewrite", dropped)
-    return _frame(rows), dropped
+    return triples_frame(rows), dropped

@@ -63,7 +63,7 @@ def _as_1d(v, name):
     return v
 
 
-def _percentile_ci(samples, ci):
+def percentile_ci(samples, ci):
     """Percentile interval of finite bootstrap samples [n_boot]; NaN if there are none."""
     samples = samples[np.isfinite(samples)]
     if samples.size == 0:
@@ -109,7 +109,7 @@ def spearman_bootstrap(x, y, n_boot=1000, ci=0.95, seed=0):
     rx = stats.rankdata(x[idx], axis=1)  # [n_boot, n] average ranks within each resample
     ry = stats.rankdata(y[idx], axis=1)  # [n_boot, n]
     boot = _rowwise_pearson(rx, ry)  # [n_boot]; NaN where a resample drew one value only
-    lo, hi = _percentile_ci(boot, ci)
+    lo, hi = percentile_ci(boot, ci)
     return SpearmanResult(
         float(rho), float(p), lo, hi, n, n_boot, int(np.isfinite(boot).sum()), seed
     )
@@ -142,7 +142,7 @@ def bootstrap_mean_diff(a, b, n_boot=1000, ci=0.95, seed=0):
     ia = rng.integers(0, a.size, size=(n_boot, a.size))  # [n_boot, n_a]
     ib = rng.integers(0, b.size, size=(n_boot, b.size))  # [n_boot, n_b]
     boot = a[ia].mean(axis=1) - b[ib].mean(axis=1)  # [n_boot]
-    lo, hi = _percentile_ci(boot, ci)
+    lo, hi = percentile_ci(boot, ci)
     p = np.nan
     if a.size >= 2 and b.size >= 2:
         with warnings.catch_warnings():  # two constant groups: scipy warns and returns NaN

@@ -176,10 +176,11 @@ def vader_triples(
             f"vader_triples: no sentence of {len(texts)} texts ({MIN_SENTENCE_CHARS}-{MAX_SENTENCE_CHARS} chars) "
             f"contains a lexicon word with |value| >= {min_abs_value}"
         )
-    return _frame(rows)
+    return triples_frame(rows)
 
 
-def _frame(rows: list[tuple]) -> pd.DataFrame:
+def triples_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows (tuples in TRIPLE_COLUMNS order) as a triples table with its dtypes (word None, not NaN)."""
     df = pd.DataFrame(rows, columns=TRIPLE_COLUMNS)
     df["word"] = df["word"].astype(object).where(df["word"].notna(), None)
     return df.astype({"triple_id": int, "span_start": int, "span_end": int, "word_value": float,
@@ -259,7 +260,7 @@ def rewrite_triples(prompts: list[str], kind: str, n_triples: int, seed: int = 0
         for polarity in POLARITIES:
             text = f"User: {prompt}\nAssistant: {answers[polarity]}"
             rows.append((tid, polarity, text, -1, -1, None, np.nan, pid, True))
-    return _frame(rows)
+    return triples_frame(rows)
 
 
 def corpus_lexicon(texts, lexicon: dict[str, float], min_count: int = 2) -> dict[str, float]:

@@ -22,7 +22,7 @@ def main(sm):
     start, stop, num = p.tau_grid
     # streamed: one module's table in memory at a time (paper scale has ~170M rows)
     res = write_expertise(iter_expertise(sm.input.responses, membership), sm.output.expertise,
-                          {**meta, "table": "expertise", "n_concepts": int(membership["concept"].nunique())},
+                          {**meta, "table": "expertise"},
                           np.linspace(start, stop, int(num)), p.taus)
     meta.update(n_concepts=len(res["concepts"]), n_units=res["n_units"])
     counts = res["counts"]
@@ -32,6 +32,7 @@ def main(sm):
     log.info("%s/%s: %d concepts x %d units; median experts at tau=%.2f: %s", p.model, p.dataset,
              meta["n_concepts"], meta["n_units"], p.taus[0],
              counts[np.isclose(counts["tau"], p.taus[0])]["n_experts"].median())
+
 
 if __name__ == "__main__":
     main(snakemake)  # noqa: F821 (injected by Snakemake)
