@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lensflow import concept_choice as CC
 from lensflow import concepts as C
 from lensflow import generate as G
 from tiny_models import tiny_model, tiny_tokenizer
@@ -127,7 +128,7 @@ def test_choose_concepts_reasons_and_coverage():
     pairs = [_pairs(("X", "p"), ("x", "q"), ("x", "r"), ("a", "b")),
              _pairs(("b", "c"), ("c", "a"), ("a", "b"), ("g", "a"))]
     counts = {w: 10 for w in "xpqrabc"} | {"g": 2}
-    df = C.choose_concepts(pairs, counts, min_positive=5, max_concepts=3)
+    df = CC.choose_concepts(pairs, counts, min_positive=5, max_concepts=3)
     assert list(df.columns) == ["concept", "n_available", "kept", "reason"]
     assert sorted(df.concept) == sorted("xpqrabcg")  # every candidate has a row
     row = df.set_index("concept")
@@ -136,15 +137,15 @@ def test_choose_concepts_reasons_and_coverage():
     assert set(df.concept[df.kept]) == {"a", "b", "c"}
     assert row.loc["a", "reason"] == "kept (covers 2 pairs)"
     assert row.loc["x", "reason"] == "over max_concepts 3 (covers 0 pairs)"
-    assert C.pairs_covered(pairs, df.concept[df.kept]) == 3
+    assert CC.pairs_covered(pairs, df.concept[df.kept]) == 3
     assert df.n_available.dtype == np.int64 and df.kept.dtype == bool
     # no cap: every eligible word is kept
-    assert C.choose_concepts(pairs, counts, 5, None).kept.sum() == 7
+    assert CC.choose_concepts(pairs, counts, 5, None).kept.sum() == 7
 
 
 def test_choose_concepts_ties_are_deterministic():
     pairs = [_pairs(("a", "b"), ("c", "d"), ("e", "f"))]
-    df = C.choose_concepts(pairs, dict.fromkeys("abcdef", 9), min_positive=1, max_concepts=4)
+    df = CC.choose_concepts(pairs, dict.fromkeys("abcdef", 9), min_positive=1, max_concepts=4)
     assert set(df.concept[df.kept]) == {"a", "b", "c", "d"}
 
 
@@ -154,7 +155,7 @@ def _clique(words):
 
 def _by_set(tables, df):
     kept = df.concept[df.kept]
-    return [C.pairs_covered([t], kept) for t in tables]
+    return [CC.pairs_covered([t], kept) for t in tables]
 
 
 @pytest.mark.parametrize("max_concepts, old, new", [(5, [10, 0], [3, 1]), (7, [15, 0], [3, 2]), (8, [15, 1], [6, 2])])
@@ -164,16 +165,16 @@ def test_choose_concepts_balances_the_pair_sets(max_concepts, old, new):
     big = _pairs(*_clique(["s1", "s2", "s3", "s4", "s5", "s6"]))
     small = _pairs(("w1", "w2"), ("w3", "w4"), ("w5", "w6"))
     counts = dict.fromkeys(["s1", "s2", "s3", "s4", "s5", "s6", "w1", "w2", "w3", "w4", "w5", "w6"], 9)
-    total_only = C.choose_concepts([pd.concat([big, small])], counts, 1, max_concepts)  # one set: the old rule
+    total_only = CC.choose_concepts([pd.concat([big, small])], counts, 1, max_concepts)  # one set: the old rule
     assert _by_set([big, small], total_only) == old
-    df = C.choose_concepts([big, small], counts, 1, max_concepts)
+    df = CC.choose_concepts([big, small], counts, 1, max_concepts)
     assert _by_set([big, small], df) == new  # the minimum over sets first, then the total
     # (at 8, peeling alone stops at [3, 2] with an unpaired w; the swap step trades it for s4)
     assert df.kept.sum() == max_concepts
     # every dropped word still has its reason
     assert df.reason[~df.kept].str.match(r"over max_concepts \d+ \(covers \d+ pairs\)").all()
     # deterministic, and the order of the pair tables does not matter
-    pd.testing.assert_frame_equal(df, C.choose_concepts([small, big], counts, 1, max_concepts))
+    pd.testing.assert_frame_equal(df, CC.choose_concepts([small, big], counts, 1, max_concepts))
 
 
 def test_choose_concepts_unreachable_set_does_not_constrain():
@@ -181,8 +182,8 @@ def test_choose_concepts_unreachable_set_does_not_constrain():
     big = _pairs(*_clique(["s1", "s2", "s3", "s4"]), ("s4", "t"), ("t", "u"))
     rare = _pairs(("r1", "r2"), ("r3", "r4"))
     counts = dict.fromkeys(["s1", "s2", "s3", "s4", "t", "u"], 9) | dict.fromkeys(["r1", "r2", "r3", "r4"], 1)
-    df = C.choose_concepts([big, rare], counts, 5, 4)
-    alone = C.choose_concepts([big], counts, 5, 4)
+    df = CC.choose_concepts([big, rare], counts, 5, 4)
+    alone = CC.choose_concepts([big], counts, 5, 4)
     assert set(df.concept[df.kept]) == set(alone.concept[alone.kept]) == {"s1", "s2", "s3", "s4"}
     assert df.reason[df.concept.str.startswith("r")].str.startswith("only 1 sentences").all()
 

@@ -4,14 +4,14 @@ Snakemake rule `el_concepts`: input.corpora (text tables: text_id, text), input.
 word_b, score); params.min_positive, params.max_concepts, params.min_chars, params.max_chars, params.seed ->
 output.sentences (text_id, text: the pool mined later), output.concepts (concept, n_available,
 kept, reason: one row per pair word, dropped ones with the reason). The choice balances the pair
-sets (concepts.choose_concepts); the pairs covered per set are logged and in the metadata.
+sets (concept_choice.choose_concepts); the pairs covered per set are logged and in the metadata.
 """
 
 from pathlib import Path
 
 import pandas as pd
 
-from lensflow import concepts, io
+from lensflow import concept_choice, concepts, io
 from lensflow.runtime import setup_logging
 
 
@@ -25,12 +25,12 @@ def main(sm):
              len(texts), corpora)
     pairs = [io.read_table(path, required=["word_a", "word_b", "score"]) for path in sm.input.pairs]
     words = {w.strip().lower() for df in pairs for w in pd.concat([df.word_a, df.word_b]).astype(str)}
-    table = concepts.choose_concepts(pairs, concepts.count_mentions(sents, words), p.min_positive, p.max_concepts)
+    table = concept_choice.choose_concepts(pairs, concepts.count_mentions(sents, words), p.min_positive, p.max_concepts)
     kept = table.concept[table.kept]
     for row in table[~table.kept].itertuples():
         log.info("dropped concept %r: %s", row.concept, row.reason)
-    n_pairs = concepts.pairs_covered(pairs, kept)
-    by_set = {Path(x).stem: concepts.pairs_covered([df], kept) for x, df in zip(sm.input.pairs, pairs)}
+    n_pairs = concept_choice.pairs_covered(pairs, kept)
+    by_set = {Path(x).stem: concept_choice.pairs_covered([df], kept) for x, df in zip(sm.input.pairs, pairs)}
     log.info("%d candidate words: %d kept, %d too rare, %d over max_concepts; %d pairs have both words kept "
              "(per pair set: %s)", len(table), len(kept), table.reason.str.startswith("only").sum(),
              table.reason.str.startswith("over").sum(), n_pairs, by_set)
