@@ -41,7 +41,8 @@ def _location(table: pd.DataFrame, taus) -> pd.DataFrame:
 def write_expertise(tables: Iterable[pd.DataFrame], path, meta: dict, grid, taus) -> dict:
     """Stream per-module expertise tables into `path` (atomically) and summarise them on the way.
 
-    tables: one DataFrame per module with the columns of SCHEMA, all concepts, units 0..d-1.
+    tables: one DataFrame per module with the columns of SCHEMA, all concepts, units 0..d-1 (any
+      row order: the reader places rows by concept and unit).
     grid: thresholds of the count curve; taus: thresholds of the location table.
     Returns {"counts": DataFrame(concept, tau, n_experts) (units with AP > t, as
     expertise.count_above), "location": DataFrame(tau, layer, kind, n_experts, fraction),
@@ -61,7 +62,6 @@ def write_expertise(tables: Iterable[pd.DataFrame], path, meta: dict, grid, taus
                 elif names != concepts:
                     raise ValueError(f"module {table['module'].iloc[0]!r} has concepts {names[:5]}..., "
                                      f"the first module had {concepts[:5]}...")
-                table = table.sort_values(["concept", "unit"], kind="stable")
                 module = str(table["module"].iloc[0])
                 modules.append([module, int(table["unit"].max()) + 1])
                 for concept, g in table.groupby("concept", sort=True):

@@ -57,23 +57,33 @@ def iter_expertise(cache_path, membership: pd.DataFrame):
     modules = read_metadata(cache_path).get("modules")
     if not modules:
         raise TableError(f"{cache_path}: no `modules` in its metadata; not an activation cache")
+    concepts = None  # (concept, row positions [n_sentences], positive [n_sentences]): the same for every module
     for module in modules:
         text_ids, acts = read_pooled(cache_path, [module])
         x = acts[module]  # [n_texts, d]
-        row = pd.Series(np.arange(len(text_ids)), index=text_ids)
+        if concepts is None:
+            concepts = _concept_rows(cache_path, text_ids, membership)
         index = pd.DataFrame({"module": module, "layer": module_layer(module), "kind": module_kind(module),
                               "unit": np.arange(x.shape[1])})
         out = []
-        for concept, rows in membership.groupby("concept", sort=True):
-            missing = set(rows["text_id"]) - set(row.index)
-            if missing:
-                raise TableError(f"{cache_path}: no responses for {len(missing)} sentences of concept {concept!r}")
-            scores = x[row[rows["text_id"]].to_numpy()]  # [n_sentences, d]
-            table = expertise_table(scores, (rows["label"] == "positive").to_numpy(), index)
+        for concept, rows, positive in concepts:
+            table = expertise_table(x[rows], positive, index)  # scores [n_sentences, d]
             table.insert(0, "concept", concept)
             out.append(table)
         df = pd.concat(out, ignore_index=True)
         yield df.astype({c: np.float32 for c in ("ap", "off_mean", "on_p50", "on_p90")})
+
+
+def _concept_rows(cache_path, text_ids: np.ndarray, membership: pd.DataFrame) -> list[tuple]:
+    """Per concept (sorted): its sentences' row positions in the cache and their positive labels."""
+    row = pd.Series(np.arange(len(text_ids)), index=text_ids)
+    out = []
+    for concept, rows in membership.groupby("concept", sort=True):
+        missing = set(rows["text_id"]) - set(row.index)
+        if missing:
+            raise TableError(f"{cache_path}: no responses for {len(missing)} sentences of concept {concept!r}")
+        out.append((concept, row[rows["text_id"]].to_numpy(), (rows["label"] == "positive").to_numpy()))
+    return out
 
 
 def compute_expertise(cache_path, membership: pd.DataFrame) -> pd.DataFrame:
