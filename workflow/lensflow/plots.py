@@ -123,6 +123,21 @@ def require_columns(df: pd.DataFrame, columns, what: str) -> None:
         raise ValueError(f"{what}: missing column(s) {missing}; has {list(df.columns)}")
 
 
+def grouped_bars(ax, table, *, group: str, series: str, value: str, groups, order, colour: dict,
+                 horizontal: bool = False) -> None:
+    """Bars of `value` for each group (axis position) and series (side by side, colour[series]),
+    with CI whiskers from the ci_low / ci_high columns; a missing (group, series) leaves a gap."""
+    width = 0.8 / len(order)
+    for i, name in enumerate(order):
+        r = table[table[series] == name].set_index(group).reindex(groups)
+        pos = np.arange(len(groups)) + (i - (len(order) - 1) / 2) * width  # [n_groups]
+        if horizontal:
+            ax.barh(pos, r[value], height=width, color=colour[name], label=name)
+        else:
+            ax.bar(pos, r[value], width=width, color=colour[name], label=name)
+        ci_whiskers(ax, pos, r["ci_low"], r["ci_high"], horizontal=horizontal, capsize=2)
+
+
 def ci_whiskers(ax, pos, low, high, *, horizontal: bool = False, color="black", capsize: float = 4.0,
                 lw: float = 1.0) -> None:
     """Draw CI whiskers from `low` to `high` at positions `pos` (vertical unless `horizontal`).

@@ -19,8 +19,8 @@ from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .plots import (category_colours, ci_whiskers, hide_unused, is_empty, measure_key, new_figure, no_data_figure,
-                    ordered_values, panel_grid, plt, require_columns, style_options)
+from .plots import (category_colours, ci_whiskers, grouped_bars, hide_unused, is_empty, measure_key, new_figure,
+                    no_data_figure, ordered_values, panel_grid, plt, require_columns, style_options)
 # the domain-structure figure lives in plots_domains; re-exported so callers need one import
 from .plots_domains import circle_layout, cluster_concepts, concept_linkage, mds_layout, plot_domains  # noqa: F401
 
@@ -217,15 +217,11 @@ def plot_causal(summary: pd.DataFrame, png, pdf, *, log: bool | None = None,
     n_concepts = df.groupby("model")["concept"].nunique().max()
     opts = style_options(style, figsize=(max(6.0, 0.55 * n_concepts + 2), 3.2 * len(models)))
     with new_figure(png, pdf, len(models), 1, **opts) as (fig, axes):
-        w = 0.8 / len(conds)
         for ax, model in zip(axes[:, 0], models):
             g = df[df["model"] == model]
             concepts = sorted(g["concept"].unique(), key=str)
-            for i, cond in enumerate(conds):
-                r = g[g["condition"] == cond].set_index("concept").reindex(concepts)
-                x = np.arange(len(concepts)) + (i - (len(conds) - 1) / 2) * w
-                ax.bar(x, r["mean"], width=w, color=colour[cond], label=cond)
-                ci_whiskers(ax, x, r["ci_low"], r["ci_high"], capsize=2)
+            grouped_bars(ax, g, group="concept", series="condition", value="mean", groups=concepts, order=conds,
+                         colour=colour)
             ax.set_xticks(np.arange(len(concepts)), concepts, rotation=45 if len(concepts) > 6 else 0,
                           ha="right" if len(concepts) > 6 else "center")
             if log and pos.size:

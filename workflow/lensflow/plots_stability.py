@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .plots import (category_colours, ci_whiskers, format_count, hide_unused, is_empty, measure_key, new_figure,
-                    no_data_figure, ordered_values, panel_grid, require_columns, style_options)
+from .plots import (category_colours, ci_whiskers, format_count, grouped_bars, hide_unused, is_empty, measure_key,
+                    new_figure, no_data_figure, ordered_values, panel_grid, require_columns, style_options)
 
 
 STABILITY_TITLES = {"across_models": "across models (dataset fixed)",
@@ -39,15 +39,11 @@ def plot_stability(stability: pd.DataFrame, png, pdf, *, measures=None, no_data_
     opts = style_options(style, figsize=(7.5, 1.2 * len(kinds) + sum(0.12 * len(meas) * s + 0.2 for s in sizes)))
     with new_figure(png, pdf, len(kinds), 1, sharex=True, gridspec_kw={"height_ratios": sizes},
                     **opts) as (fig, axes):
-        h = 0.8 / len(meas)
         for ax, kind in zip(axes[:, 0], kinds):
             g = df[df["kind"] == kind]
             groups = sorted(g["group"].unique(), key=str)
-            for i, m in enumerate(meas):
-                r = g[g["measure"] == m].set_index("group").reindex(groups)
-                y = np.arange(len(groups)) + (i - (len(meas) - 1) / 2) * h
-                ax.barh(y, r["rho"], height=h, color=colour[m], label=m)
-                ci_whiskers(ax, y, r["ci_low"], r["ci_high"], horizontal=True, capsize=2)
+            grouped_bars(ax, g, group="group", series="measure", value="rho", groups=groups, order=meas,
+                         colour=colour, horizontal=True)
             n = g.groupby("group")["n"].agg(["min", "max"]).reindex(groups)
             ax.set_yticks(np.arange(len(groups)), [
                 f"{grp} (n={lo})" if lo == hi else f"{grp} (n={lo}–{hi})"
