@@ -18,13 +18,13 @@ def sk_ap(scores, labels):
 
 
 def random_scores(rng, kind, n, u):
-    if kind == "int":  # heavy ties; float32-exact -> packed-key sort path
+    if kind == "int":  # heavy ties
         return rng.integers(0, 4, size=(n, u)).astype(np.float64)
-    if kind == "rounded":  # ties, not float32-exact -> argsort path
+    if kind == "rounded":  # ties, not float32-exact
         return np.round(rng.standard_normal((n, u)), 1)
-    if kind == "float32":  # continuous: no-tie formula, packed path
+    if kind == "float32":  # continuous
         return rng.standard_normal((n, u)).astype(np.float32)
-    if kind == "float64":  # continuous: no-tie formula, argsort path
+    if kind == "float64":  # continuous
         return rng.standard_normal((n, u))
     if kind == "float64_fine":  # distinct in float64, all tied if rounded to float32
         return 1.0 + rng.integers(0, 50, size=(n, u)) * 1e-12
@@ -58,6 +58,42 @@ def test_ap_matches_sklearn_mixed_blocks():
     labels = rng.random(80) < 0.5
     got = average_precision(scores, labels, chunk_size=10)
     np.testing.assert_allclose(got, sk_ap(scores, labels), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "dtype,n_pos,n_neg",
+    [
+        (np.float32, 1100, 700),  # 3 sort chunks of positives (an odd run left over), 2 of negatives
+        (np.float64, 700, 40),  # float64 chunks are half as long: 3 + 1
+        (np.float64, 3, 900),  # classes of very different sizes; 4 chunks = 2 merge passes
+        (np.float32, 1600, 1),
+        (np.float16, 600, 600),
+    ],
+)
+def test_expertise_long_classes_sorted_in_chunks(dtype, n_pos, n_neg):
+    # Classes longer than one sort chunk are sorted in pieces and merged; ties straddle pieces.
+    rng = np.random.default_rng(n_pos)
+    n = n_pos + n_neg
+    scores = np.concatenate([rng.integers(0, 30, size=(n, 5)), rng.standard_normal((n, 6))], axis=1).astype(dtype)
+    labels = rng.permutation(np.arange(n) < n_pos)
+    table = expertise_table(scores, labels, chunk_size=5)
+    np.testing.assert_allclose(table["ap"], sk_ap(scores, labels), rtol=0, atol=1e-9)
+    s64 = scores.astype(np.float64)
+    np.testing.assert_allclose(table["off_mean"], s64[~labels].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(table["on_p50"], np.percentile(s64[labels], 50, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(table["on_p90"], np.percentile(s64[labels], 90, axis=0), rtol=1e-12)
+
+
+def test_ap_threads_and_memory_layouts_give_identical_values():
+    rng = np.random.default_rng(11)
+    scores = np.round(rng.standard_normal((300, 90)), 2).astype(np.float32)
+    labels = rng.random(300) < 0.4
+    one = average_precision(scores, labels, chunk_size=16)
+    np.testing.assert_allclose(one, sk_ap(scores, labels), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(average_precision(scores, labels, chunk_size=16, threads=3), one)
+    np.testing.assert_array_equal(average_precision(np.asfortranarray(scores), labels, chunk_size=16), one)
+    wide = np.repeat(scores, 2, axis=1)  # a strided view: every other column
+    np.testing.assert_array_equal(average_precision(wide[:, ::2], labels, chunk_size=16), one)
 
 
 def test_ap_small_random_shapes():

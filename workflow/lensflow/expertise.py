@@ -2,13 +2,16 @@
 
 The anchor implementation (apple/ml-selfcond) calls sklearn's `average_precision_score` once
 per unit in a process pool. That is correct but slow for millions of units. Here the same
-number is computed for a whole block of units at once with one sort and a few cumulative sums,
-so the result is identical to sklearn (ties included) but vectorised.
+number is computed for a whole block of units at once: each class's responses sorted (numpy,
+in short chunks), then merged (`lensflow.ap_kernel`, compiled with numba), so the result is
+identical to sklearn (ties included) at a fraction of the cost; the same pass gives off_mean
+and the on-percentiles from the sorted responses.
 
 AP semantics (sklearn, "uninterpolated"): sort sentences by descending score; every distinct
 score value is one threshold k (tied scores enter together); with TP_k, FP_k the counts at or
 above threshold k, P_k = TP_k / (TP_k + FP_k), R_k = TP_k / n_pos, and
     AP = sum_k (R_k - R_{k-1}) * P_k.
+Grouped per positive: each positive adds P at its own score's threshold, divided by n_pos.
 Degenerate cases, chosen to match sklearn 1.9 exactly:
 - no positives: AP = 0.0 (sklearn warns "No positive class found in y_true" and returns 0.0);
   we emit one UserWarning per call, not one per unit.
@@ -18,6 +21,8 @@ Degenerate cases, chosen to match sklearn 1.9 exactly:
 """
 
 import warnings
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -25,9 +30,14 @@ import pandas as pd
 # Default threshold grid for expert counts, as in the anchor code: linspace(0.5, 1, 501).
 DEFAULT_THRESHOLDS = np.linspace(0.5, 1.0, 501)
 
-# Units per block. The block working set is ~40 bytes per (sentence, unit) cell
-# (sort keys, labels, cumulative sums), i.e. ~80 MB for 2000 sentences x 1024 units.
+# Units per block. The block working set is two [units, sentences] arrays of the scores' dtype
+# (sort keys and a merge buffer): ~16 MB for 2000 float32 sentences x 1024 units, per thread.
 DEFAULT_CHUNK = 1024
+
+# Longest sort chunk in bytes: numpy's SIMD sort (x86-simd-sort) sorts rows of up to 512 float32
+# / 256 float64 with sorting networks, ~5x faster per element than longer rows (measured:
+# tests/benchmarks/RESULTS.md); longer classes are sorted in chunks and merged.
+SORT_CHUNK_BYTES = 2048
 
 
 def _check_inputs(scores, labels):
@@ -40,6 +50,10 @@ def _check_inputs(scores, labels):
     if not np.issubdtype(scores.dtype, np.floating):
         # ints/bools: float64 holds every int up to 2**53 exactly, so ties are preserved
         scores = scores.astype(np.float64)
+    elif scores.dtype.itemsize < 4:
+        scores = scores.astype(np.float32)  # float16: exact in float32
+    elif scores.dtype.itemsize > 8:
+        raise ValueError(f"scores dtype {scores.dtype} not supported (float16/32/64)")
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != scores.shape[0]:
         raise ValueError(
@@ -54,105 +68,110 @@ def _check_inputs(scores, labels):
     return scores, labels
 
 
-def average_precision(scores, labels, chunk_size=DEFAULT_CHUNK):
+def average_precision(scores, labels, chunk_size=DEFAULT_CHUNK, threads=1):
     """Per-unit average precision, identical to sklearn's `average_precision_score`.
 
     scores: [n_sentences, n_units] float (pooled unit responses; a 1-D array is one unit).
     labels: [n_sentences] bool, True = positive sentence.
-    chunk_size: units processed per block; bounds memory for millions of units
-      (~40 bytes per sentence x unit cell of a block).
+    chunk_size: units processed per block (memory: ~2 x sentences x chunk_size scores).
+    threads: blocks of units computed at once, one per thread (None: Python's default pool size).
     Returns [n_units] float64. See the module docstring for the degenerate cases.
     """
+    return _expertise(scores, labels, chunk_size, threads)[0]
+
+
+def _expertise(scores, labels, chunk_size, threads):
+    """[4, n_units] float64: ap, off_mean, on_p50, on_p90 (see `expertise_table`)."""
+    from . import ap_kernel  # numba: compiled (or loaded from its cache) on first use
+
     scores, labels = _check_inputs(scores, labels)
-    n_units = scores.shape[1]
+    n, n_units = scores.shape
     n_pos = int(labels.sum())
-    ap = np.zeros(n_units, dtype=np.float64)  # [n_units]
-    for lo in range(0, n_units, chunk_size):
-        block = np.ascontiguousarray(scores[:, lo : lo + chunk_size].T)  # [u, n] unit-major
-        if not np.isfinite(block).all():
-            raise ValueError("scores contain NaN or inf; AP is undefined")
-        if n_pos > 0:
-            ap[lo : lo + chunk_size] = _ap_sorted(*_sort_block(block, labels), n_pos)
+    out = np.full((4, n_units), np.nan)  # [stat, n_units]
     if n_pos == 0:
         # sklearn warns "No positive class found in y_true" and returns 0.0; we warn once
         warnings.warn("No positive sentences: AP set to 0.0 for every unit (as sklearn does).")
-    return ap
+        for lo in range(0, n_units, chunk_size):
+            block = scores[:, lo : lo + chunk_size]  # [n, u]
+            if not np.isfinite(block).all():
+                raise ValueError("scores contain NaN or inf; AP is undefined")
+            out[1, lo : lo + chunk_size] = block.mean(axis=0, dtype=np.float64)
+        out[0] = 0.0
+        return out
+    n_neg = n - n_pos
+    layout = _layout(n_pos, n_neg, scores.dtype)
+    order = np.concatenate([np.flatnonzero(labels), np.flatnonzero(~labels)])  # [n] positives first
+    q_lo, q_gamma = _percentile_weights(n_pos, (50, 90))
+    buffers = threading.local()  # each thread's keys and merge buffer, reused from block to block
+
+    def block(lo):  # one block of units; runs on a worker thread (numpy's sort and the kernels drop the GIL)
+        u = min(chunk_size, n_units - lo)
+        u_pad = -(-u // ap_kernel.LANES) * ap_kernel.LANES  # whole groups of LANES rows
+        if getattr(buffers, "keys", None) is None or buffers.keys.shape[0] < u_pad:
+            buffers.keys = np.empty((u_pad, layout["width"]), scores.dtype)  # [u_pad, slots]
+            buffers.spare = np.empty_like(buffers.keys)
+        keys, spare = buffers.keys[:u_pad], buffers.spare[:u_pad]
+        keys[:, layout["sentinels"]] = np.inf
+        if ap_kernel.gather_rows(scores, order, layout["dest"], lo, keys):
+            raise ValueError("scores contain NaN or inf; AP is undefined")
+        keys.reshape(u_pad, -1, layout["chunk_len"]).sort(axis=-1)  # every chunk, in place
+        stats = np.empty((4, u_pad))  # [stat, u_pad]
+        ap_kernel.expertise_rows(keys, spare, n_pos, n_neg, layout["pos_chunks"],
+                                 layout["neg_chunks"], layout["chunk_len"], q_lo, q_gamma, stats)
+        out[:, lo : lo + u] = stats[:, :u]
+
+    starts = range(0, n_units, chunk_size)
+    if threads == 1 or len(starts) == 1:
+        for lo in starts:
+            block(lo)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(block, starts))  # list(): re-raises a block's error here
+    return out
 
 
-def _sort_block(s, labels):
-    """Sort each unit's sentences by ascending score.
+def _layout(n_pos, n_neg, dtype):
+    """Slots of one row: each class in chunks of chunk_len slots, every chunk ending in >= 1 +inf.
 
-    s: [u, n] finite scores; labels: [n] bool.
-    Returns (keys [u, n], y [u, n] bool): keys are the sorted scores (or an order-preserving,
-    tie-preserving transform of them), y the labels in the same order. The order inside a run
-    of tied scores is arbitrary (so no stable sort is needed): `_ap_sorted` only looks at
-    where runs start.
+    Returns dict: chunk_len, pos_chunks, neg_chunks, width (slots per row), dest [n] (slot of
+    the i-th sentence, positives first), sentinels [width] bool (slots left +inf).
     """
-    with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf -> not exact
-        s32 = s.astype(np.float32, copy=False)
-    if s.dtype.itemsize <= 4 or np.array_equal(s32, s):
-        # Fast path (float32/16 data, or float64 that float32 holds exactly): sort values, not
-        # indices -- ~2x cheaper than argsort + gathers. The float bits become an int32 with
-        # the same order (negatives: flip the magnitude bits), and the label rides along as
-        # the lowest bit of an int64 key, so one value sort carries it.
-        i = (s32 + np.float32(0)).view(np.int32)  # [u, n]; +0 turns -0.0 into +0.0 (they tie)
-        i ^= (i >> 31) & np.int32(0x7FFFFFFF)
-        key = i.astype(np.int64)  # [u, n]
-        key <<= 1
-        key |= labels
-        key.sort(axis=1)
-        return key >> 1, (key & 1).astype(bool)
-    order = np.argsort(s, axis=1)  # [u, n]
-    return np.take_along_axis(s, order, axis=1), labels[order]
+    cap = SORT_CHUNK_BYTES // np.dtype(dtype).itemsize - 1  # values per chunk at most
+    n_chunks = -(-max(n_pos, n_neg) // cap)
+    per_chunk = -(-max(n_pos, n_neg) // n_chunks)  # balanced chunks for the larger class
+    pos_chunks, neg_chunks = (max(1, -(-c // per_chunk)) for c in (n_pos, n_neg))
+    chunk_len = per_chunk + 1
+    j_pos, j_neg = np.arange(n_pos), np.arange(n_neg)
+    dest = np.concatenate([j_pos // per_chunk * chunk_len + j_pos % per_chunk,
+                           (pos_chunks + j_neg // per_chunk) * chunk_len + j_neg % per_chunk])  # [n]
+    width = (pos_chunks + neg_chunks) * chunk_len
+    sentinels = np.ones(width, dtype=bool)
+    sentinels[dest] = False
+    return {"chunk_len": chunk_len, "pos_chunks": pos_chunks, "neg_chunks": neg_chunks, "width": width,
+            "dest": dest.astype(np.int64), "sentinels": sentinels}
 
 
-def _ap_sorted(keys, y, n_pos):
-    """AP from ascending-sorted keys [u, n] and labels y [u, n] bool; returns [u] float64.
+def _percentile_weights(n, percentiles):
+    """numpy's 'linear' percentile of n sorted values: lower index and weight per percentile.
 
-    Each positive contributes the precision at its own score's threshold,
-    (#positives >= score) / (#sentences >= score), and AP is the mean over positives -- the
-    same sum as sklearn's sum_k (R_k - R_{k-1}) P_k, grouped per positive. Without ties the
-    positive at sorted position i has n - i sentences and n_pos + 1 - cum_i positives at or
-    above it (cum_i = positives at positions <= i); units with ties go to `_ap_runs`.
+    The same arithmetic as numpy (virtual index n*q + (1 - q) - 1), so the result matches
+    np.percentile to the last bits.
     """
-    u, n = keys.shape
-    start = np.empty((u, n), dtype=bool)  # [u, n] True where a run of equal scores begins
-    start[:, 0] = True
-    np.not_equal(keys[:, 1:], keys[:, :-1], out=start[:, 1:])
-    cum = np.cumsum(y, axis=1, dtype=np.int32)  # [u, n]
-    ap = (((n_pos + 1) - cum) * y) @ (1.0 / (n - np.arange(n))) / n_pos  # [u]
-    tied = np.flatnonzero(~start.all(axis=1))  # [t] units with at least one tie
-    if tied.size:
-        ap[tied] = _ap_runs(start[tied], y[tied], n_pos)
-    return ap
+    q = np.asarray(percentiles, dtype=np.float64) / 100  # [k]
+    virtual = n * q + (1 + q * (1 - 1 - 1)) - 1  # numpy's _compute_virtual_index, alpha = beta = 1
+    lower = np.floor(virtual)
+    lower_i = np.clip(lower, 0, n - 1).astype(np.int64)
+    gamma = np.where(lower_i >= n - 1, 0.0, virtual - lower)  # at the top: the last value itself
+    return lower_i, gamma
 
 
-def _ap_runs(start, y, n_pos):
-    """AP per unit with ties, one term per run of tied scores (= one sklearn threshold).
-
-    start, y: [t, n] run starts and labels in ascending score order. Works on the flattened
-    block: a global running count of positives, read at the run starts, gives positives per
-    run by differencing -- across unit boundaries too, since every unit begins a new run.
-    """
-    t, n = start.shape
-    yf = y.ravel()  # [t * n]
-    g = np.cumsum(yf, dtype=np.int64)  # [t * n] positives at flat positions <= j
-    s = np.flatnonzero(start)  # [r] flat index of each run start
-    before = g[s] - yf[s]  # [r] positives before the run (earlier units included)
-    d = np.diff(before, append=g[-1])  # [r] positives inside the run
-    unit, first = np.divmod(s, n)  # [r] each
-    # earlier units hold unit * n_pos of `before`, so positives at or above the run are
-    # n_pos * (unit + 1) - before; sentences at or above it are n - first
-    precision = (n_pos * (unit + 1) - before) / (n - first)  # [r]
-    return np.bincount(unit, weights=d * precision, minlength=t) / n_pos  # [t]
-
-
-def expertise_table(scores, labels, unit_index=None, chunk_size=DEFAULT_CHUNK):
+def expertise_table(scores, labels, unit_index=None, chunk_size=DEFAULT_CHUNK, threads=1):
     """Per-unit expertise summary, the columns of the anchor CSV.
 
     scores: [n_sentences, n_units]; labels: [n_sentences] bool.
     unit_index: DataFrame with one row per unit (e.g. module, layer, unit); its columns are
       copied to the front of the output. None -> a single `unit` column 0..n_units-1.
+    threads: blocks of units computed at once (see `average_precision`).
     Returns a DataFrame [n_units rows] with the identification columns plus
       ap      average precision (see `average_precision`)
       off_mean  mean response on negative sentences (NaN if there are none)
@@ -165,19 +184,7 @@ def expertise_table(scores, labels, unit_index=None, chunk_size=DEFAULT_CHUNK):
         unit_index = pd.DataFrame({"unit": np.arange(n_units)})
     elif len(unit_index) != n_units:
         raise ValueError(f"unit_index has {len(unit_index)} rows, scores have {n_units} units")
-    ap = average_precision(scores, labels, chunk_size=chunk_size)  # [n_units]
-    off_mean = np.full(n_units, np.nan)  # [n_units]
-    on_p50 = np.full(n_units, np.nan)  # [n_units]
-    on_p90 = np.full(n_units, np.nan)  # [n_units]
-    has_neg, has_pos = (~labels).any(), labels.any()
-    # Blocked like the AP so the positive/negative subsets never copy all units at once.
-    for lo in range(0, n_units, chunk_size):
-        sl = slice(lo, lo + chunk_size)
-        block = scores[:, sl].astype(np.float64)  # [n, u]
-        if has_neg:
-            off_mean[sl] = block[~labels].mean(axis=0)
-        if has_pos:
-            on_p50[sl], on_p90[sl] = np.percentile(block[labels], [50, 90], axis=0)
+    ap, off_mean, on_p50, on_p90 = _expertise(scores, labels, chunk_size, threads)  # [n_units] each
     out = unit_index.reset_index(drop=True).copy()
     out["ap"] = ap
     out["off_mean"] = off_mean

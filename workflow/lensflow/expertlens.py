@@ -45,10 +45,11 @@ def check_membership(membership: pd.DataFrame, source) -> None:
         raise TableError(f"{source}: concept(s) {none} have no positive sentences")
 
 
-def iter_expertise(cache_path, membership: pd.DataFrame):
+def iter_expertise(cache_path, membership: pd.DataFrame, threads: int = 1):
     """Expertise of every unit for every concept, one module at a time (memory: bank x one module).
 
     membership: concept, text_id, label ("positive" / "negative"), as written by the concept stage.
+    threads: blocks of units computed at once (`lensflow.expertise.expertise_table`).
     Yields one DataFrame per module (the cache's module order): concept, module, layer, kind, unit,
     ap, off_mean, on_p50, on_p90 (float32), concepts sorted, units 0..d-1 within each concept.
     """
@@ -67,7 +68,7 @@ def iter_expertise(cache_path, membership: pd.DataFrame):
                               "unit": np.arange(x.shape[1])})
         out = []
         for concept, rows, positive in concepts:
-            table = expertise_table(x[rows], positive, index)  # scores [n_sentences, d]
+            table = expertise_table(x[rows], positive, index, threads=threads)  # scores [n_sentences, d]
             table.insert(0, "concept", concept)
             out.append(table)
         df = pd.concat(out, ignore_index=True)

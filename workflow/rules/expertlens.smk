@@ -105,9 +105,11 @@ rule el_expertise:
         "results/benchmarks/expertlens/{model}/{dataset}/expertise.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: job_resources("expertise_job")["threads"]
     resources:
-        mem_mb=job_resources("cpu_job")["mem_mb"],
-        runtime=job_resources("cpu_job")["runtime"],
+        mem_mb=job_resources("expertise_job")["mem_mb"],
+        runtime=job_resources("expertise_job")["runtime"],
+        cpus_per_task=job_resources("expertise_job")["threads"],  # SLURM: one core per thread
     params:
         model=lambda wc: wc.model,
         dataset=lambda wc: wc.dataset,

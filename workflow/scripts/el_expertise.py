@@ -1,7 +1,7 @@
 """Expertise of every unit for every concept (AP of max-pooled responses), expert counts and locations.
 
 Snakemake rule `el_expertise`: input.responses (activation cache), input.membership
-(concept, text_id, label); params: model, dataset, taus, tau_grid, seed
+(concept, text_id, label); params: model, dataset, taus, tau_grid, seed; threads
 -> output.expertise, output.counts (AP > t on the grid), output.location (experts per layer/kind/tau).
 """
 
@@ -21,7 +21,7 @@ def main(sm):
     meta = {"model": p.model, "dataset": p.dataset, "seed": p.seed, "responses": sm.input.responses}
     start, stop, num = p.tau_grid
     # streamed: one module's table in memory at a time (paper scale has ~170M rows)
-    res = write_expertise(iter_expertise(sm.input.responses, membership), sm.output.expertise,
+    res = write_expertise(iter_expertise(sm.input.responses, membership, threads=sm.threads), sm.output.expertise,
                           {**meta, "table": "expertise"},
                           np.linspace(start, stop, int(num)), p.taus)
     meta.update(n_concepts=len(res["concepts"]), n_units=res["n_units"])
