@@ -94,6 +94,7 @@ def test_ap_threads_and_memory_layouts_give_identical_values():
     np.testing.assert_array_equal(average_precision(np.asfortranarray(scores), labels, chunk_size=16), one)
     wide = np.repeat(scores, 2, axis=1)  # a strided view: every other column
     np.testing.assert_array_equal(average_precision(wide[:, ::2], labels, chunk_size=16), one)
+    np.testing.assert_array_equal(average_precision(scores.astype(">f4"), labels, chunk_size=16), one)
 
 
 def test_ap_small_random_shapes():

@@ -54,6 +54,8 @@ def _check_inputs(scores, labels):
         scores = scores.astype(np.float32)  # float16: exact in float32
     elif scores.dtype.itemsize > 8:
         raise ValueError(f"scores dtype {scores.dtype} not supported (float16/32/64)")
+    if not scores.dtype.isnative:
+        scores = scores.astype(scores.dtype.newbyteorder("="))  # the compiled loops read native order
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != scores.shape[0]:
         raise ValueError(
