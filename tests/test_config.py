@@ -84,6 +84,13 @@ BAD = {
                                        "lfp.triples.rewriter.model"),
     "base control of an unknown task": (_set(["lfp", "base_control", "tasks"], ["sentiment"]),
                                         "lfp.base_control.tasks.0"),
+    "triples data of an unknown task": (_set(["lfp", "triples", "data"], {"sentiment": "reviews"}),
+                                        "lfp.triples.data.sentiment"),
+    "vader triples from preferences": (_set(["lfp", "triples", "data"], {"vader": "hh-synthetic"}),
+                                       "lfp.triples.data.vader"),
+    "hh triples from a text corpus": (_set(["lfp", "triples", "data"], {"hh": "headlines"}), "lfp.triples.data.hh"),
+    "triples from an unknown data set": (_set(["lfp", "triples", "data"], {"toxic": "hh-rlhf-test"}),
+                                         "lfp.triples.data.toxic"),
 }
 
 
@@ -112,6 +119,12 @@ def test_unreadable_files_are_named(tmp_path):
     bad.write_text("models: [unclosed")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
+
+
+def test_triples_data_accepts_matching_kinds():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["lfp"]["triples"]["data"] = {"vader": "headlines", "hh": "toxic-synthetic"}
+    assert validate_config(cfg)["lfp"]["triples"]["data"] == {"vader": "headlines", "hh": "toxic-synthetic"}
 
 
 def test_checkpoints_expand_into_models():

@@ -177,7 +177,7 @@ def test_shipped_configs_use_only_documented_keys(readme):
             for key, value in node.items():
                 path = f"{prefix}.<name>" if registry else f"{prefix}.{key}".lstrip(".")
                 yield path
-                yield from used(value, path, registry=path in ("models", "data", "activations.caches", "expertlens.datasets", "finetune.tasks", "finetune.synthetic_preferences", "lfp.sae.alpha_by_model"))
+                yield from used(value, path, registry=path in ("models", "data", "activations.caches", "expertlens.datasets", "finetune.tasks", "finetune.synthetic_preferences", "lfp.sae.alpha_by_model", "lfp.triples.data"))
         elif isinstance(node, list) and node and isinstance(node[0], dict):
             for item in node:
                 yield from used(item, prefix + "[]")

@@ -29,6 +29,19 @@ def test_paper_dry_run_plans_checkpoints_when_asked(tmp_path):
     assert "materialise_model" in res.stdout + res.stderr
 
 
+def test_paper_triples_come_from_test_splits(tmp_path):
+    # LFP §3.3: triples from the IMDb / HH-RLHF test splits, not from the policies' training data
+    targets = [f"results/lfp/triples/{t}.parquet" for t in ("vader", "hh", "toxic")]
+    res = snakemake(tmp_path, "-n", "--cores", "2", *targets, configfile=ROOT / "config" / "paper.yaml")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert planned_jobs(out)["lfp_triples"] == 3
+    for split in ("imdb-test", "hh-rlhf-test"):
+        assert f"results/data/{split}.parquet" in out
+    for train in ("imdb", "hh-rlhf", "toxic-dpo"):
+        assert f"results/data/{train}.parquet" not in out
+
+
 def test_lint_and_format_are_clean():
     res = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout + res.stderr

@@ -164,6 +164,15 @@ def lfp_references(cfg: dict, models: set):
     rw = lfp["triples"]["rewriter"]
     if rw["backend"] == "local" and "model" in rw:
         yield "lfp.triples.rewriter.model", rw["model"], "models", models
+    ft = cfg.get("finetune") or {}
+    for task, name in lfp["triples"]["data"].items():
+        key = f"lfp.triples.data.{task}"
+        yield key, task, "finetune.tasks", tasks
+        if ft.get("tasks", {}).get(task, {}).get("method") == "dpo":  # rewrites of preference entries
+            prefs = {n for n, d in cfg["data"].items() if d["kind"] == "preferences"} | set(ft["synthetic_preferences"])
+            yield key, name, "preference data or synthetic_preferences", prefs
+        else:  # VADER substitutions in sentences of a text corpus
+            yield key, name, "data (kind: texts)", {n for n, d in cfg["data"].items() if d["kind"] == "texts"}
 
 
 def lfp_problems(cfg: dict):

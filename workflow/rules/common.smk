@@ -290,6 +290,13 @@ def lfp_task_table(task):
     return f"results/data/{FT['reviews']}.parquet"
 
 
+def lfp_triples_table(task):
+    """The table a task's triples are drawn from: lfp.triples.data[task] (the paper: a test split
+    the policy was not trained on), else the task's own training table."""
+    name = LFP["triples"]["data"].get(task)
+    return f"results/data/{name}.parquet" if name else lfp_task_table(task)
+
+
 def lfp_explainer_input(wc):
     """The local explainer's model folder; nothing for an HTTP endpoint."""
     ex = LFP["explainer"]

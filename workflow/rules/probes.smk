@@ -4,7 +4,7 @@
 
 rule lfp_triples:
     input:
-        table=lambda wc: lfp_task_table(wc.task),
+        table=lambda wc: lfp_triples_table(wc.task),
         lexicon=f"results/data/{FT['lexicon']}.parquet",
         rewriter=lfp_rewriter_input,
     output:
