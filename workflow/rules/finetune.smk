@@ -54,9 +54,6 @@ rule lfp_rl:
         "results/benchmarks/finetune/{model}/{task}/train.tsv"
     wildcard_constraints:
         task=registry_choice(ft_tasks(["rloo", "grpo"])) or "^$",
-    # the fine-tuned policy heads the longest chain of the DAG (SAEs, probes, explanations,
-    # ablation): start it before the many short ExpertLens jobs
-    priority: 10
     conda:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
@@ -91,9 +88,6 @@ rule lfp_dpo:
         "results/benchmarks/finetune/{model}/{task}/train.tsv"
     wildcard_constraints:
         task=registry_choice(ft_tasks(["dpo"])) or "^$",
-    # the fine-tuned policy heads the longest chain of the DAG (SAEs, probes, explanations,
-    # ablation): start it before the many short ExpertLens jobs
-    priority: 10
     conda:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
