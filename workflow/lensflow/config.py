@@ -124,7 +124,7 @@ def references(cfg: dict):
         for i, m in enumerate(el["dynamics"]):
             yield f"expertlens.dynamics.{i}", m, "models with checkpoints", with_checkpoints
     yield from finetune_references(cfg, set(models), texts)
-    yield from lfp_references(cfg, set(models))
+    yield from lfp_references(cfg, set(models), texts)
 
 
 def el_problems(cfg: dict):
@@ -146,7 +146,13 @@ def el_problems(cfg: dict):
                 yield f"key '{key}.generator': only used with backend local (the endpoint's model is `model`)"
 
 
-def lfp_references(cfg: dict, models: set):
+def preference_tables(cfg: dict) -> set:
+    """Names of preference tables: data sets of kind preferences and synthetic preference sets."""
+    synthetic = (cfg.get("finetune") or {}).get("synthetic_preferences", {})
+    return {n for n, d in cfg["data"].items() if d["kind"] == "preferences"} | set(synthetic)
+
+
+def lfp_references(cfg: dict, models: set, texts: set):
     """Cross-references of the LFP stages 3-9 (SAEs, probes, explanations)."""
     lfp = cfg.get("lfp")
     if not lfp:
@@ -164,15 +170,14 @@ def lfp_references(cfg: dict, models: set):
     rw = lfp["triples"]["rewriter"]
     if rw["backend"] == "local" and "model" in rw:
         yield "lfp.triples.rewriter.model", rw["model"], "models", models
-    ft = cfg.get("finetune") or {}
+    ft_tasks = (cfg.get("finetune") or {}).get("tasks", {})
     for task, name in lfp["triples"]["data"].items():
         key = f"lfp.triples.data.{task}"
         yield key, task, "finetune.tasks", tasks
-        if ft.get("tasks", {}).get(task, {}).get("method") == "dpo":  # rewrites of preference entries
-            prefs = {n for n, d in cfg["data"].items() if d["kind"] == "preferences"} | set(ft["synthetic_preferences"])
-            yield key, name, "preference data or synthetic_preferences", prefs
+        if ft_tasks.get(task, {}).get("method") == "dpo":  # rewrites of preference entries
+            yield key, name, "preference data or synthetic_preferences", preference_tables(cfg)
         else:  # VADER substitutions in sentences of a text corpus
-            yield key, name, "data (kind: texts)", {n for n, d in cfg["data"].items() if d["kind"] == "texts"}
+            yield key, name, "data (kind: texts)", texts
 
 
 def lfp_problems(cfg: dict):
@@ -210,7 +215,7 @@ def finetune_references(cfg: dict, models: set, texts: set):
     if not ft:
         return
     lexica = {n for n, d in cfg["data"].items() if d["kind"] == "lexicon"}
-    prefs = {n for n, d in cfg["data"].items() if d["kind"] == "preferences"} | set(ft["synthetic_preferences"])
+    prefs = preference_tables(cfg)
     for i, m in enumerate(ft["models"]):
         yield f"finetune.models.{i}", m, "models", models
     yield "finetune.lexicon", ft["lexicon"], "data (kind: lexicon)", lexica
