@@ -97,6 +97,23 @@ def test_ap_threads_and_memory_layouts_give_identical_values():
     np.testing.assert_array_equal(average_precision(scores.astype(">f4"), labels, chunk_size=16), one)
 
 
+def test_expertise_table_reads_rows_in_place():
+    # a concept's sentences picked out of a larger bank by row position, as iter_expertise does
+    rng = np.random.default_rng(5)
+    bank = np.round(rng.standard_normal((400, 30)), 1).astype(np.float32)
+    rows = rng.choice(400, size=150, replace=False)
+    labels = rng.random(150) < 0.4
+    got = expertise_table(bank, labels, chunk_size=8, rows=rows)
+    pd.testing.assert_frame_equal(got, expertise_table(bank[rows], labels, chunk_size=8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no positives
+        none = expertise_table(bank, np.zeros(150, bool), rows=rows)
+    np.testing.assert_allclose(none["off_mean"], bank[rows].mean(axis=0, dtype=np.float64), rtol=1e-12)
+    for bad in (rows[:-1], rows + 400, rows.astype(float)):
+        with pytest.raises(ValueError, match="rows|labels"):
+            expertise_table(bank, labels, rows=bad)
+
+
 def test_ap_small_random_shapes():
     rng = np.random.default_rng(3)
     for _ in range(100):

@@ -40,8 +40,11 @@ DEFAULT_CHUNK = 1024
 SORT_CHUNK_BYTES = 2048
 
 
-def _check_inputs(scores, labels):
-    """Validate and normalise (scores, labels); returns (scores [n, u], labels [n] bool)."""
+def _check_inputs(scores, labels, rows=None):
+    """Validate and normalise; returns (scores [N, u], labels [n] bool, rows [n] int64).
+
+    rows: the sentences' row positions in scores (None: every row, n = N).
+    """
     scores = np.asarray(scores)
     if scores.ndim == 1:
         scores = scores[:, None]  # a single unit
@@ -56,18 +59,25 @@ def _check_inputs(scores, labels):
         raise ValueError(f"scores dtype {scores.dtype} not supported (float16/32/64)")
     if not scores.dtype.isnative:
         scores = scores.astype(scores.dtype.newbyteorder("="))  # the compiled loops read native order
+    if rows is None:
+        rows = np.arange(scores.shape[0])
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"rows must be 1-D integer row positions, got {rows.dtype} of shape {rows.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= scores.shape[0]):
+        raise ValueError(f"rows must lie in [0, {scores.shape[0]}), got {rows.min()}..{rows.max()}")
     labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != scores.shape[0]:
+    if labels.ndim != 1 or labels.shape[0] != rows.size:
         raise ValueError(
-            f"labels must be [n_sentences]={scores.shape[0]}, got shape {labels.shape}"
+            f"labels must be [n_sentences]={rows.size}, got shape {labels.shape}"
         )
     if labels.dtype != bool:
         if not np.isin(labels, (0, 1)).all():
             raise ValueError("labels must be boolean or 0/1")
         labels = labels.astype(bool)
-    if scores.shape[0] == 0:
+    if rows.size == 0:
         raise ValueError("need at least one sentence")
-    return scores, labels
+    return scores, labels, rows.astype(np.int64, copy=False)
 
 
 def average_precision(scores, labels, chunk_size=DEFAULT_CHUNK, threads=1):
@@ -82,19 +92,19 @@ def average_precision(scores, labels, chunk_size=DEFAULT_CHUNK, threads=1):
     return _expertise(scores, labels, chunk_size, threads)[0]
 
 
-def _expertise(scores, labels, chunk_size, threads):
+def _expertise(scores, labels, chunk_size, threads, rows=None):
     """[4, n_units] float64: ap, off_mean, on_p50, on_p90 (see `expertise_table`)."""
     from . import ap_kernel  # numba: compiled (or loaded from its cache) on first use
 
-    scores, labels = _check_inputs(scores, labels)
-    n, n_units = scores.shape
+    scores, labels, rows = _check_inputs(scores, labels, rows)
+    n, n_units = rows.size, scores.shape[1]
     n_pos = int(labels.sum())
     out = np.full((4, n_units), np.nan)  # [stat, n_units]
     if n_pos == 0:
         # sklearn warns "No positive class found in y_true" and returns 0.0; we warn once
         warnings.warn("No positive sentences: AP set to 0.0 for every unit (as sklearn does).")
         for lo in range(0, n_units, chunk_size):
-            block = scores[:, lo : lo + chunk_size]  # [n, u]
+            block = scores[rows, lo : lo + chunk_size]  # [n, u]
             if not np.isfinite(block).all():
                 raise ValueError("scores contain NaN or inf; AP is undefined")
             out[1, lo : lo + chunk_size] = block.mean(axis=0, dtype=np.float64)
@@ -102,7 +112,7 @@ def _expertise(scores, labels, chunk_size, threads):
         return out
     n_neg = n - n_pos
     layout = _layout(n_pos, n_neg, scores.dtype)
-    order = np.concatenate([np.flatnonzero(labels), np.flatnonzero(~labels)])  # [n] positives first
+    order = np.concatenate([rows[labels], rows[~labels]])  # [n] row positions, positives first
     q_lo, q_gamma = _percentile_weights(n_pos, (50, 90))
     buffers = threading.local()  # each thread's keys and merge buffer, reused from block to block
 
@@ -167,10 +177,12 @@ def _percentile_weights(n, percentiles):
     return lower_i, gamma
 
 
-def expertise_table(scores, labels, unit_index=None, chunk_size=DEFAULT_CHUNK, threads=1):
+def expertise_table(scores, labels, unit_index=None, chunk_size=DEFAULT_CHUNK, threads=1, rows=None):
     """Per-unit expertise summary, the columns of the anchor CSV.
 
     scores: [n_sentences, n_units]; labels: [n_sentences] bool.
+    rows: [n_sentences] row positions of the sentences in scores, which may then hold more rows
+      (e.g. a module's responses for a whole sentence bank; read in place, no copy). None: all.
     unit_index: DataFrame with one row per unit (e.g. module, layer, unit); its columns are
       copied to the front of the output. None -> a single `unit` column 0..n_units-1.
     threads: blocks of units computed at once (see `average_precision`).
@@ -180,13 +192,13 @@ def expertise_table(scores, labels, unit_index=None, chunk_size=DEFAULT_CHUNK, t
       on_p50  median response on positive sentences (NaN if there are none)
       on_p90  90th percentile (numpy linear interpolation) on positives (NaN if none)
     """
-    scores, labels = _check_inputs(scores, labels)
+    scores, labels, rows = _check_inputs(scores, labels, rows)
     n_units = scores.shape[1]
     if unit_index is None:
         unit_index = pd.DataFrame({"unit": np.arange(n_units)})
     elif len(unit_index) != n_units:
         raise ValueError(f"unit_index has {len(unit_index)} rows, scores have {n_units} units")
-    ap, off_mean, on_p50, on_p90 = _expertise(scores, labels, chunk_size, threads)  # [n_units] each
+    ap, off_mean, on_p50, on_p90 = _expertise(scores, labels, chunk_size, threads, rows)  # [n_units] each
     out = unit_index.reset_index(drop=True).copy()
     out["ap"] = ap
     out["off_mean"] = off_mean

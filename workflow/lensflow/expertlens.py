@@ -68,7 +68,7 @@ def iter_expertise(cache_path, membership: pd.DataFrame, threads: int = 1):
                               "unit": np.arange(x.shape[1])})
         out = []
         for concept, rows, positive in concepts:
-            table = expertise_table(x[rows], positive, index, threads=threads)  # scores [n_sentences, d]
+            table = expertise_table(x, positive, index, threads=threads, rows=rows)  # x [n_texts, d]
             table.insert(0, "concept", concept)
             out.append(table)
         df = pd.concat(out, ignore_index=True)
