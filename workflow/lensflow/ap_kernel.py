@@ -72,39 +72,38 @@ def _merge(src, dst, r0, a, ra, b, rb):
 def _sort_class(keys, spare, r0, start, count, n_chunks, chunk_len):
     """Merge a class's sorted chunks pairwise until one run is left; returns the buffer holding it.
 
-    Runs are (offset, real values, slots); merging two neighbours keeps the left one's offset.
+    Runs are (offset, real values); merging two neighbours keeps the left one's offset (a merged
+    run fits: the two runs' slots are adjacent and each held at least one +inf).
     """
     offs = np.empty(n_chunks, np.int64)
     real = np.empty(n_chunks, np.int64)
-    slots = np.empty(n_chunks, np.int64)
     for j in range(n_chunks):
         offs[j] = start + j * chunk_len
         real[j] = min(chunk_len - 1, count - j * (chunk_len - 1))
-        slots[j] = chunk_len
     src, dst = keys, spare
     runs = n_chunks
     while runs > 1:
         for j in range(0, runs - 1, 2):
             _merge(src, dst, r0, offs[j], real[j], offs[j + 1], real[j + 1])
             k = j // 2
-            offs[k], real[k], slots[k] = offs[j], real[j] + real[j + 1], slots[j] + slots[j + 1]
+            offs[k], real[k] = offs[j], real[j] + real[j + 1]
         if runs % 2:  # the odd run out is copied as is
             j = runs - 1
             for lane in range(LANES):
                 for t in range(real[j] + 1):
                     dst[r0 + lane, offs[j] + t] = src[r0 + lane, offs[j] + t]
             k = j // 2
-            offs[k], real[k], slots[k] = offs[j], real[j], slots[j]
+            offs[k], real[k] = offs[j], real[j]
         runs = (runs + 1) // 2
         src, dst = dst, src
     return src
 
 
 @numba.njit(nogil=True, inline="always", boundscheck=False)
-def _lerp(run, base, lo, gamma):
-    """numpy's linear-interpolation percentile between run[base+lo] and run[base+lo+1]."""
-    a = np.float64(run[base + lo])
-    b = np.float64(run[base + lo + 1]) if gamma > 0 else a
+def _lerp(run, lo, gamma):
+    """numpy's linear-interpolation percentile between run[lo] and run[lo + 1]."""
+    a = np.float64(run[lo])
+    b = np.float64(run[lo + 1]) if gamma > 0 else a
     d = b - a
     return b - d * (1.0 - gamma) if gamma >= 0.5 else a + d * gamma
 
@@ -151,5 +150,5 @@ def expertise_rows(keys, spare, n_pos, n_neg, pos_chunks, neg_chunks, chunk_len,
             for k in range(n_neg):
                 total += neg[r, neg0 + k]
             out[1, r] = total / n_neg if n_neg > 0 else np.nan
-            out[2, r] = _lerp(pos[r], 0, q_lo[0], q_gamma[0])
-            out[3, r] = _lerp(pos[r], 0, q_lo[1], q_gamma[1])
+            out[2, r] = _lerp(pos[r], q_lo[0], q_gamma[0])
+            out[3, r] = _lerp(pos[r], q_lo[1], q_gamma[1])
