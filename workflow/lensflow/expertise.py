@@ -170,7 +170,7 @@ def _percentile_weights(n, percentiles):
     np.percentile to the last bits.
     """
     q = np.asarray(percentiles, dtype=np.float64) / 100  # [k]
-    virtual = n * q + (1 + q * (1 - 1 - 1)) - 1  # numpy's _compute_virtual_index, alpha = beta = 1
+    virtual = n * q + (1 - q) - 1  # numpy's _compute_virtual_index with alpha = beta = 1, same rounding
     lower = np.floor(virtual)
     lower_i = np.clip(lower, 0, n - 1).astype(np.int64)
     gamma = np.where(lower_i >= n - 1, 0.0, virtual - lower)  # at the top: the last value itself
