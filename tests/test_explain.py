@@ -367,3 +367,83 @@ def test_explain_table_with_no_live_feature_is_empty_but_typed():
     out = explain_table(Scripted(), features, "anything")
     assert out.empty and list(out.columns) == ["layer", "feature", "explanation", "related", "answer", "cosine"]
     assert str(out["related"].dtype) == "boolean" and out["layer"].dtype == "int64"
+
+
+# Gemma's instruct template as the hub ships it (google/gemma-2b-it): no system role, and the turns
+# must strictly alternate user/model, else it raises.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
+    "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
+)
+
+
+def gemma_tokenizer():
+    """The tiny tokenizer wearing Gemma's chat template."""
+    tok = tiny_tokenizer()
+    tok.chat_template = GEMMA_TEMPLATE
+    return tok
+
+
+def test_gemma_template_really_refuses_system_and_non_alternating_turns():
+    from jinja2.exceptions import TemplateError
+
+    tok = gemma_tokenizer()
+    with pytest.raises(TemplateError, match="System role not supported"):
+        tok.apply_chat_template([{"role": "system", "content": "a"}, {"role": "user", "content": "b"}],
+                                tokenize=False, add_generation_prompt=True)
+    with pytest.raises(TemplateError, match="must alternate"):  # so "system -> user" is no fix
+        tok.apply_chat_template([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+                                tokenize=False, add_generation_prompt=True)
+
+
+def test_render_chat_folds_the_system_message_into_the_first_user_turn():
+    from lensflow.explain_local import render_chat
+
+    tok = gemma_tokenizer()
+    msgs = [{"role": "system", "content": "the cat"}, {"role": "user", "content": "the dog sat"}]
+    assert render_chat(tok, msgs) == ("<s><start_of_turn>user\nthe cat\n\nthe dog sat<end_of_turn>\n"
+                                      "<start_of_turn>model\n")
+    multi = [*msgs, {"role": "assistant", "content": "a mat"}, {"role": "user", "content": "good"}]
+    assert render_chat(tok, multi) == ("<s><start_of_turn>user\nthe cat\n\nthe dog sat<end_of_turn>\n"
+                                       "<start_of_turn>model\na mat<end_of_turn>\n"
+                                       "<start_of_turn>user\ngood<end_of_turn>\n<start_of_turn>model\n")
+    assert msgs[1]["content"] == "the dog sat"  # the caller's messages are not modified
+    user_only = [{"role": "user", "content": "the dog"}]
+    assert render_chat(tok, user_only) == tok.apply_chat_template(user_only, tokenize=False,
+                                                                  add_generation_prompt=True)
+    # A template with a system role keeps it as its own turn.
+    tok.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}[assistant]{% endif %}")
+    assert render_chat(tok, msgs) == "[system] the cat\n[user] the dog sat\n[assistant]"
+    # A template that silently drops the system message gets it folded in too, not lost.
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] != 'system' %}[{{ m['role'] }}] "
+                         "{{ m['content'] }}\n{% endif %}{% endfor %}")
+    assert render_chat(tok, msgs, add_generation_prompt=False) == "[user] the cat\n\nthe dog sat\n"
+    # An error that is not about the system role still surfaces.
+    tok.chat_template = "{{ raise_exception('broken template') }}"
+    from jinja2.exceptions import TemplateError
+    with pytest.raises(TemplateError, match="broken template"):
+        render_chat(tok, msgs)
+
+
+def test_local_client_works_with_a_template_without_system_role(tiny, tmp_path):
+    model, tok = tiny[0], gemma_tokenizer()
+    lc = LocalClient(model, tok, max_new_tokens=3, cache_dir=tmp_path / "lc", model_id="tiny-gemma")
+    msgs = [{"role": "system", "content": "a cat"}, {"role": "user", "content": "the dog sat"}]
+    assert lc.prompt(msgs) == "<s><start_of_turn>user\na cat\n\nthe dog sat<end_of_turn>\n<start_of_turn>model\n"
+    assert isinstance(lc.complete(msgs), str)
+    assert set(lc.option_logprobs(msgs, ["yes", "no"])) == {"yes", "no"}
+    related, raw = classify_related(lc, "cats", "task")  # the explainer's own system + user request
+    assert raw.startswith("log p: ")
+
+
+def test_generator_prompts_go_through_the_same_rendering():
+    from lensflow import generate as G
+
+    tok = gemma_tokenizer()
+    chat, templated = G._prompts(tok, ["cat"], "Say {concept}.")
+    assert chat == ["<s><start_of_turn>user\nSay cat.<end_of_turn>\n<start_of_turn>model\n"] and templated

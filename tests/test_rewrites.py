@@ -115,3 +115,18 @@ def test_triples_script_with_an_endpoint_caches_and_never_writes_the_key(server,
     assert len(server.requests) == 12 and io.read_table(out).equals(df)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert all(key.encode() not in p.read_bytes() for p in written)
+
+
+def test_a_local_rewriter_without_system_role_folds_the_instructions_into_the_user_turn(tmp_path):
+    """Gemma-style instruct models (no system role, strictly alternating turns) as the local rewriter."""
+    from lensflow.explain import LocalClient
+    from lensflow.rewrites import SYSTEM
+    from test_explain import gemma_tokenizer
+    from tiny_models import tiny_model
+
+    lc = LocalClient(tiny_model("llama"), gemma_tokenizer(), max_new_tokens=4, cache_dir=tmp_path / "c",
+                     model_id="tiny-gemma")
+    messages = rewrite_messages("question 0?", "answer 0.", "neutral")
+    assert lc.prompt(messages).startswith(f"<s><start_of_turn>user\n{SYSTEM}\n\nUser: question 0?\n")
+    df, dropped = llm_rewrite_triples(ENTRIES[:2], "hh", 2, lc, seed=0)
+    assert lc.misses == 6 and df["triple_id"].nunique() + dropped == 2  # every request answered

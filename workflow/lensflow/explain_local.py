@@ -7,6 +7,48 @@ from pathlib import Path
 from .llm_cache import CachedBackend
 
 
+def fold_system(messages: list[dict]) -> list[dict]:
+    """The messages with every system message folded into the first user turn ("system\n\nuser").
+
+    For chat templates without a system role (Gemma's raises "System role not supported" and
+    requires strictly alternating user/assistant turns, so a system turn cannot simply become a
+    user turn). With no user turn the system text becomes one. The input is not modified.
+    """
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if not system:
+        return rest
+    for m in rest:
+        if m["role"] == "user":
+            m["content"] = f"{system}\n\n{m['content']}"
+            return rest
+    return [{"role": "user", "content": system}, *rest]
+
+
+def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """`messages` as prompt text through the tokenizer's chat template (which must exist).
+
+    A template without a system role gets the system text folded into the first user turn
+    (fold_system). Detected by trying: the template raises on the system message (Gemma), or its
+    output leaves a system message's text out (a template that drops the role silently). Any
+    other template error surfaces as raised. Used by every local model that renders a chat: the
+    local explainer and rewriter (LocalClient) and the local sentence generator.
+    """
+    from jinja2.exceptions import TemplateError
+
+    def apply(msgs):
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    system = [m["content"].strip() for m in messages if m["role"] == "system"]
+    if not system:
+        return apply(messages)
+    try:
+        text = apply(messages)
+    except TemplateError:
+        return apply(fold_system(messages))
+    return text if all(s in text for s in system) else apply(fold_system(messages))
+
+
 class LocalClient(CachedBackend):
     """A local Hugging Face instruct model behind the same interface, greedy and disk-cached.
 
@@ -25,9 +67,10 @@ class LocalClient(CachedBackend):
         self.chat = bool(getattr(tokenizer, "chat_template", None))
 
     def prompt(self, messages: list[dict]) -> str:
-        """The model's chat template if it has one, else a plain "User:/Assistant:" transcript."""
+        """The model's chat template if it has one (render_chat: a system message is folded into the
+        first user turn where the template has no system role), else a plain "User:/Assistant:" transcript."""
         if self.chat:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return render_chat(self.tokenizer, messages)
         turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
         return "\n\n".join(turns) + "\n\nAssistant:"
 

@@ -91,8 +91,9 @@ def _prompts(tokenizer, concepts: list[str], template: str) -> tuple[list[str], 
     plain = [template.format(concept=c) for c in concepts]
     if not getattr(tokenizer, "chat_template", None):
         return plain, False
-    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                          add_generation_prompt=True) for p in plain], True
+    from .explain_local import render_chat  # the one chat rendering of every local model
+
+    return [render_chat(tokenizer, [{"role": "user", "content": p}]) for p in plain], True
 
 
 @torch.inference_mode()
