@@ -42,3 +42,111 @@ def test_folder_without_weights_is_named(tmp_path):
         f.unlink()
     with pytest.raises(ModelUnavailable, match="no config.json or no \\*.safetensors"):
         models.load(src)
+
+
+# --- hub errors: gated / unauthorised models are told apart from offline / not-found ones ----------
+
+GEMMA = {"source": "hub", "id": "google/gemma-2b-it", "revision": "main"}
+
+
+def hub_error(status: int, code: str | None = None, message: str = "Access denied."):
+    """The exception huggingface_hub itself raises for a hub answer of `status` (+ X-Error-Code)."""
+    import importlib
+
+    import huggingface_hub.errors as hub_errors
+    from huggingface_hub.utils import hf_raise_for_status
+
+    http = importlib.import_module(hub_errors.Response.__module__.split(".")[0])  # the client the hub uses
+    request = http.Request("GET", "https://huggingface.co/google/gemma-2b-it/resolve/main/config.json")
+    headers = {"X-Error-Message": message, **({"X-Error-Code": code} if code else {})}
+    try:
+        hf_raise_for_status(http.Response(status, headers=headers, request=request))
+    except Exception as e:  # noqa: BLE001
+        return e
+    raise AssertionError("hf_raise_for_status did not raise")
+
+
+def wrapped(message: str, cause: BaseException | None):
+    """An OSError `from cause`, the way transformers re-raises hub errors."""
+    try:
+        raise OSError(message) from cause
+    except OSError as e:
+        return e
+
+
+def _load_raising(monkeypatch, tmp_path, error, on="tokenizer"):
+    import transformers
+
+    def boom(*args, **kwargs):
+        raise error
+
+    def fine(*args, **kwargs):
+        return object()
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", boom if on == "tokenizer" else fine)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", boom)
+    with pytest.raises(ModelUnavailable) as info:
+        models.materialise(GEMMA, "gemma-2b-it", tmp_path / "g")
+    assert not (tmp_path / "g").exists()
+    return str(info.value)
+
+
+def _says_gated(text: str):
+    assert "gemma-2b-it" in text and "revision 'main'" in text
+    assert "HF_TOKEN" in text and "hf auth login" in text
+    assert "https://huggingface.co/google/gemma-2b-it" in text and "licence" in text
+    assert "offline, or not there" not in text
+
+
+def test_gated_or_unauthorised_hub_model_names_the_token_and_the_licence_page(tmp_path, monkeypatch):
+    gated = hub_error(401, "GatedRepo", "Access to model google/gemma-2b-it is restricted.")
+    forbidden = hub_error(403, None, "Your token has no access.")
+    assert type(gated).__name__ == "GatedRepoError" and type(forbidden).__name__ == "HfHubHTTPError"
+    cases = [
+        gated,  # huggingface_hub's own exception, unwrapped
+        wrapped("You are trying to access a gated repo.\nMake sure to have access to it at "
+                "https://huggingface.co/google/gemma-2b-it.", gated),  # transformers 5's wrapping
+        wrapped("There was a specific connection error when trying to load google/gemma-2b-it:\n"
+                "403 Forbidden: Your token has no access.", forbidden),
+        OSError("google/gemma-2b-it is a gated repository. Make sure to request access."),  # text only
+        OSError("401 Client Error: Unauthorized for url: https://huggingface.co/google/gemma-2b-it"),
+    ]
+    for error in cases:
+        text = _load_raising(monkeypatch, tmp_path, error)
+        _says_gated(text)
+        assert str(error).splitlines()[0] in text  # the hub's own words are kept
+    _says_gated(_load_raising(monkeypatch, tmp_path, cases[1], on="model"))
+
+
+def test_offline_or_missing_hub_model_keeps_the_offline_message(tmp_path, monkeypatch):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    missing = hub_error(404, "RepoNotFound", "Repository not found")
+    cases = [
+        wrapped("google/gemma-2b-it is not a local folder and is not a valid model identifier listed on "
+                "'https://huggingface.co/models'\nIf this is a private repository, make sure to pass a token",
+                missing),
+        # 401 without a gated code is how the hub answers for a repo that does not exist (or is private)
+        wrapped("google/gemma-2b-it is not a local folder and is not a valid model identifier",
+                hub_error(401, None, "Invalid username or password.")),
+        wrapped("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them "
+                "in the cached files.", LocalEntryNotFoundError("offline")),
+    ]
+    for error in cases:
+        text = _load_raising(monkeypatch, tmp_path, error)
+        assert "offline, or not there?" in text and "HF_TOKEN" not in text, text
+
+
+def test_gated_error_through_the_real_transformers_loader(tmp_path, monkeypatch):
+    """The installed transformers, its hub download replaced by one the hub refuses as gated."""
+    import transformers.utils.hub as th
+
+    def refuse(*args, **kwargs):
+        raise hub_error(401, "GatedRepo", "Access to model google/gemma-2b-it is restricted.")
+
+    monkeypatch.setattr(th.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # no cached copy to fall back on
+    monkeypatch.setattr(th, "hf_hub_download", refuse)
+    monkeypatch.setattr(th, "snapshot_download", refuse)
+    with pytest.raises(ModelUnavailable) as info:
+        models.materialise(GEMMA, "gemma-2b-it", tmp_path / "g")
+    _says_gated(str(info.value))

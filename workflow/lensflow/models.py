@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -88,8 +89,41 @@ def _load_source(spec: dict, name: str, workdir: Path):
         model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, **kwargs)
     except OSError as e:
         where = f"hub id '{ref}' revision '{kwargs['revision']}'" if kwargs else f"local folder '{ref}'"
+        if kwargs and _access_denied(e):
+            raise ModelUnavailable(
+                f"{name}: cannot load {where}: the hub refused access (a gated model, or no token with access). "
+                f"Accept the model's licence on https://huggingface.co/{ref} while logged in, then give this "
+                "machine a token of that account: `hf auth login`, or `export HF_TOKEN=hf_...` (a read token "
+                "from https://huggingface.co/settings/tokens) in the environment Snakemake and its jobs run in. "
+                f"Hub error: {e}") from None
         raise ModelUnavailable(f"{name}: cannot load {where} (offline, or not there?): {e}") from None
     return model, tok
+
+
+def _access_denied(error: BaseException) -> bool:
+    """Whether a hub load failed for want of access rather than of network or repository.
+
+    huggingface_hub raises GatedRepoError (a gated model without an accepted licence or token) or an
+    HfHubHTTPError with status 401/403; transformers re-raises them as OSError `from` the original,
+    so the cause chain is searched. RepositoryNotFoundError (a 401 without a gated code, which is how
+    the hub answers for a missing repo) counts as not there. Failing the types, the message is read:
+    "gated", "restricted", or a 401/403 status (transformers' own wording for these cases).
+    """
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    seen, e = set(), error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, GatedRepoError):
+            return True
+        if isinstance(e, RepositoryNotFoundError):
+            return False
+        if isinstance(e, HfHubHTTPError):
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            if status in (401, 403):
+                return True
+        e = e.__cause__ or e.__context__
+    return bool(re.search(r"gated|restricted|\b40[13]\b", str(error), flags=re.I))
 
 
 def describe(model) -> dict:
