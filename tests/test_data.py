@@ -1,5 +1,9 @@
 """Data registry: each kind and source prepares the right table, and missing sources are named."""
 
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
@@ -97,3 +101,35 @@ def test_tables_round_trip_with_metadata_and_corrupt_files_are_named(tmp_path):
     with pytest.raises(io.TableError, match="cut.parquet"):
         io.read_table(tmp_path / "cut.parquet")
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_texts_lose_html_markup_and_the_metadata_counts_it(tmp_path):
+    imdb = [
+        "A fine film.<br /><br />The cast is great &amp; the plot <i>works</i>.",
+        "No markup here: 3 < 4 and 5 > 2, AT&T &copy it.",  # not markup: left exactly as it is
+        "Dull.<br/>Too long.   Skip it.",
+        "<br /><br />",  # nothing left: dropped like any empty text
+    ]
+    pd.DataFrame({"text": imdb, "label": [1, 0, 0, 1]}).to_parquet(tmp_path / "imdb.parquet")
+    df, meta = data.prepare({"kind": "texts", "source": "local", "path": str(tmp_path / "imdb.parquet"),
+                             "label_column": "label"}, "imdb")
+    assert df["text"].tolist() == ["A fine film.\n\nThe cast is great & the plot works.", imdb[1],
+                                   "Dull.\nToo long.   Skip it."]
+    assert meta["markup_stripped"] is True and meta["n_markup_stripped"] == 2
+    assert data.strip_markup(imdb[1]) == imdb[1]
+    assert data.strip_markup("a <b>bold</b>  move <i> now") == "a bold move now"
+
+
+def test_prepare_data_script_records_the_markup_in_the_table(tmp_path):
+    pd.DataFrame({"text": ["Good.<br /><br />Bad.", "plain"]}).to_csv(tmp_path / "r.csv", index=False)
+    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "prepare_data.py"
+    spec = importlib.util.spec_from_file_location("prepare_data", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "r.parquet"
+    source = {"kind": "texts", "source": "local", "path": str(tmp_path / "r.csv")}
+    module.main(SimpleNamespace(params=SimpleNamespace(spec=source, name="r", seed=0),
+                                output=[str(out)], log=[str(tmp_path / "r.log")]))
+    assert io.read_table(out)["text"].tolist() == ["Good.\n\nBad.", "plain"]
+    assert io.read_metadata(out)["n_markup_stripped"] == 1
+    assert "HTML markup stripped from 1 texts" in (tmp_path / "r.log").read_text()

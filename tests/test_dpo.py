@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from tiny_models import save_tiny, tiny_model, tiny_tokenizer
 
 from lensflow import models
-from lensflow.dpo import LOG_COLUMNS, DPOHyper, to_messages, train_dpo
+from lensflow.dpo import LOG_COLUMNS, DPOHyper, _dataset, fit_prompt, to_messages, train_dpo
 from lensflow.preferences import (
     build_pairs,
     helpfulness_score,
@@ -125,3 +125,101 @@ def test_tiny_dpo_run_moves_weights_and_logs(tmp_path):
     assert manifest["source"]["task"] == "toxic" and manifest["source"]["hyper"]["max_steps"] == 2
     assert manifest["n_layers"] == 2 and tok.pad_token == "<pad>"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tuned")]  # temp folder cleaned
+
+
+# --- HH prompts under a Gemma-like chat template --------------------------------------------------
+# Gemma's instruct template: no system role, strictly alternating user/assistant turns, else it raises.
+GEMMA_LIKE_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+LONG_ANSWER = ("Bread needs flour, water, salt and yeast. Mix them, knead the dough for ten minutes, let it rise "
+               "for an hour, shape it, let it rise again and bake it in a hot oven until the crust is brown.")
+MULTI_TURN = f"\n\nHuman: How do I bake bread?\n\nAssistant: {LONG_ANSWER}\n\nHuman: And how long?\n\nAssistant:"
+
+
+def byte_tokenizer(template: str | None = GEMMA_LIKE_TEMPLATE):
+    """A byte-level BPE tokenizer trained here on a few sentences: it decodes back to the exact text
+    (markers and newlines included), as the real models' tokenizers do, so a cut inside a turn
+    shows up the way it did on the hub models."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([MULTI_TURN, PROMPT, "Knead it well. Bake it. Forty minutes. No idea."], trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    fast.chat_template = template
+    return fast
+
+
+def n_tokens(tok, text):
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def test_to_messages_merges_repeated_speakers_so_turns_alternate():
+    odd = "\n\nHuman: hi\n\nHuman: still there?\n\nAssistant: yes\n\nAssistant: \n\nHuman: good\n\nAssistant:"
+    assert to_messages(odd) == [{"role": "user", "content": "hi\n\nstill there?"},
+                                {"role": "assistant", "content": "yes"}, {"role": "user", "content": "good"}]
+
+
+def test_fit_prompt_drops_whole_turns_from_the_front():
+    tok = byte_tokenizer()
+    turns = to_messages(MULTI_TURN)
+    sizes = [n_tokens(tok, m["content"]) for m in turns]
+    assert fit_prompt(tok, turns, sum(sizes)) == turns  # fits: untouched
+    # one token short: the first user turn goes, and so must the assistant turn after it (never lead with it)
+    assert fit_prompt(tok, turns, sum(sizes) - 1) == turns[2:]
+    assert fit_prompt(tok, turns, sizes[2]) == turns[2:]
+    assert fit_prompt(tok, turns, sizes[2] - 1) is None  # the last user turn alone is too long
+
+
+def test_hh_prompts_cut_inside_an_assistant_turn_still_alternate():
+    tok = byte_tokenizer()
+    n = n_tokens(tok, MULTI_TURN) - n_tokens(tok, "\n\nHuman: How do I bake bread?\n\nAssistant:") - 5
+    # the old rule (keep the transcript's last n tokens, then split) began inside the assistant turn
+    tail = tok.decode(tok(MULTI_TURN, add_special_tokens=False)["input_ids"][-n:])
+    assert not tail.startswith("\n\nHuman:") and "\n\nHuman: And how long?" in tail
+    long_last = "\n\nHuman: " + " ".join(["Knead it well."] * 40) + "\n\nAssistant:"
+    pairs = pd.DataFrame({"prompt": [MULTI_TURN, PROMPT, long_last], "chosen": ["Forty minutes.", "Bake it.", "No."],
+                          "rejected": ["No idea.", "No.", "Bake it."]})
+    ds, stats = _dataset(pairs, tok, True, n)
+    assert stats == {"n_pairs_dropped": 1, "n_prompts_shortened": 1}
+    assert [r["prompt"] for r in ds] == [[{"role": "user", "content": "And how long?"}],
+                                        [{"role": "user", "content": PROMPT}]]
+    for row in ds:  # TRL renders prompt + answer with the template; it must not raise
+        tok.apply_chat_template(row["prompt"] + row["chosen"], tokenize=False)
+    plain, _ = _dataset(pairs, tok, False, n)  # plain models: the kept turns, as an HH transcript
+    assert plain["prompt"] == ["\n\nHuman: And how long?\n\nAssistant:", PROMPT]
+    assert plain["chosen"] == [" Forty minutes.", " Bake it."]
+
+
+def test_dpo_run_with_a_gemma_like_template_on_multi_turn_hh(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = byte_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    n = n_tokens(tok, LONG_ANSWER)  # the whole transcript does not fit; its last user turn does
+    pairs = pd.DataFrame({"prompt": [MULTI_TURN] * 3 + ["\n\nHuman: " + LONG_ANSWER + " Why?\n\nAssistant:"],
+                          "chosen": ["Forty minutes.", "About forty minutes.", "Bake it forty minutes.", "Yes."],
+                          "rejected": ["No idea.", "No.", "Knead it well.", "No."]})
+    hyper = DPOHyper(learning_rate=1e-2, max_steps=1, batch_size=2, max_length=128, max_prompt_length=n,
+                     warmup_steps=0)
+    meta = train_dpo(tmp_path / "base", tmp_path / "tuned", pairs, hyper, is_chat=True, name="gemma-like", task="hh")
+    assert meta["steps"] == 1 and meta["is_chat"] and meta["n_train_examples"] == 3
+    assert meta["prompt_truncation"]["n_pairs_dropped"] == 1
+    assert meta["prompt_truncation"]["n_prompts_shortened"] == 3
+    assert meta["prompt_truncation"]["max_prompt_length"] == n

@@ -130,3 +130,19 @@ def test_a_local_rewriter_without_system_role_folds_the_instructions_into_the_us
     assert lc.prompt(messages).startswith(f"<s><start_of_turn>user\n{SYSTEM}\n\nUser: question 0?\n")
     df, dropped = llm_rewrite_triples(ENTRIES[:2], "hh", 2, lc, seed=0)
     assert lc.misses == 6 and df["triple_id"].nunique() + dropped == 2  # every request answered
+
+
+def test_hh_transcripts_are_written_once_in_requests_and_rows():
+    hh = "\n\nHuman: hi there\n\nAssistant: hello\n\nHuman: question 9?\n\nAssistant:"
+    seen = []
+
+    def record(messages):
+        seen.append(messages[-1]["content"])
+        return styled(messages)
+
+    df, dropped = llm_rewrite_triples([(hh, "answer 9.")], "hh", 1, Scripted(record), seed=0)
+    assert dropped == 0 and len(df) == 3 and len(seen) == 3
+    transcript = "User: hi there\nAssistant: hello\nUser: question 9?\nAssistant: "
+    assert all(t.startswith(transcript + "[") for t in df["text"])
+    assert all(s.startswith(transcript + "answer 9.\n\n") for s in seen)
+    assert not any("Human:" in t for t in [*df["text"], *seen])

@@ -164,3 +164,28 @@ def test_rewrite_deterministic_and_capped():
     pd.testing.assert_frame_equal(a, rewrite_triples(PROMPTS, "hh", n_triples=50, seed=5))
     assert a["triple_id"].nunique() == len(PROMPTS)
     assert not a["text"].equals(rewrite_triples(PROMPTS, "hh", n_triples=50, seed=6)["text"])
+
+
+HH_PROMPT = ("\n\nHuman: What is a good bridge design?\n\nAssistant: A suspension bridge, for long spans."
+             "\n\nHuman: Why does the town council want one?\n\nAssistant:")
+
+
+def test_rewrites_of_an_hh_transcript_are_written_once():
+    df = rewrite_triples([HH_PROMPT], "hh", n_triples=1, seed=0)
+    for text in df["text"]:
+        assert "Human:" not in text and "User: Human" not in text
+        head, answer = text.rsplit("\nAssistant: ", 1)
+        assert head == ("User: What is a good bridge design?\nAssistant: A suspension bridge, for long spans.\n"
+                        "User: Why does the town council want one?")
+        assert "Why does the town council want one" in answer  # the topic is the user's latest turn
+
+
+def test_paragraph_breaks_still_end_sentences():
+    # data preparation turns IMDB's "<br /><br />" into a paragraph break: sentences still end there
+    text = "A boring film with a wonderful cast and no end mark\n\nGood direction saves the weak script here."
+    old = text.replace("\n\n", "<br /><br />")
+    corpus = pd.DataFrame({"text_id": [0], "text": [text]})
+    words = {"boring": -1.3, "wonderful": 2.7, "good": 1.9, "weak": -1.9, "saves": 2.2}
+    sents = set(vader_triples(corpus, words, n_triples=5, seed=0)["text"])
+    sents_old = set(vader_triples(pd.DataFrame({"text_id": [0], "text": [old]}), words, 5, seed=0)["text"])
+    assert sents == sents_old and not any("\n" in s for s in sents) and len(sents) == 6

@@ -7,10 +7,14 @@ Kinds (config `data.<name>.kind`) and the columns their tables have:
   preferences  prompt, chosen, rejected          DPO pairs (HH-RLHF, toxic-dpo)
 Sources: `hub` (datasets.load_dataset), `local` (a file), `package` (a file inside a pip package).
 Substitute or synthetic data say so in the table's metadata (`substitute_for`, `synthetic`).
+Texts lose their HTML markup here, once (IMDB's `<br /><br />`), so no later stage sees it; the
+metadata says how many texts that changed (`markup_stripped`, `n_markup_stripped`).
 """
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -65,11 +69,36 @@ def _read_hub(spec: dict, name: str) -> pd.DataFrame:
     return ds.to_pandas()
 
 
-def _texts(raw: pd.DataFrame, spec: dict, name: str, seed: int) -> pd.DataFrame:
+# An HTML tag: '<' or '</' straight before a letter, so "3 < 4 and 5 > 2" is not one. Spaces or
+# tabs around it are captured so that dropping it leaves no doubled space.
+_TAG = re.compile(r"([ \t]*)</?([A-Za-z][A-Za-z0-9]*)\b[^<>]*>([ \t]*)")
+_LINE_BREAK_TAGS = {"br", "p", "div", "li"}
+# Only complete character references ("&amp;", "&#39;"): "AT&T" or a bare "&copy" is plain text.
+_ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+
+
+def _drop_tag(m: re.Match) -> str:
+    if m.group(2).lower() in _LINE_BREAK_TAGS:
+        return "\n"  # a paragraph or line break stays one, so sentence splitting still sees it
+    return " " if m.group(1) or m.group(3) else ""  # inline (<i>, <b>): the words it wrapped stay
+
+
+def strip_markup(text: str) -> str:
+    """`text` without HTML tags and with character references decoded; a text with neither is
+    returned exactly as it is."""
+    out = _ENTITY.sub(lambda m: html.unescape(m.group()), _TAG.sub(_drop_tag, text))
+    return out if out == text else out.strip()
+
+
+def _texts(raw: pd.DataFrame, spec: dict, name: str, seed: int) -> tuple[pd.DataFrame, int]:
+    """(table, how many of its texts lost HTML markup)."""
     col = spec.get("text_column", "text")
     if col not in raw.columns:
         raise AssetUnavailable(f"data '{name}': no text column '{col}' (key data.{name}.text_column); has {list(raw.columns)}")
-    df = pd.DataFrame({"text_id": range(len(raw)), "text": raw[col].astype("string").str.strip()})
+    text = raw[col].astype("string").str.strip()
+    clean = text.map(strip_markup, na_action="ignore").astype("string")
+    changed = (clean != text).fillna(False).to_numpy()
+    df = pd.DataFrame({"text_id": range(len(raw)), "text": clean.to_numpy()})
     if spec.get("label_column"):
         df["label"] = raw[spec["label_column"]].astype("string").values
         if spec.get("keep_labels"):
@@ -77,7 +106,7 @@ def _texts(raw: pd.DataFrame, spec: dict, name: str, seed: int) -> pd.DataFrame:
     df = df[df["text"].notna() & (df["text"].str.len() >= spec.get("min_chars", 1))]
     if spec.get("max_rows") and len(df) > spec["max_rows"]:
         df = df.sample(n=spec["max_rows"], random_state=seed).sort_values("text_id")
-    return df.reset_index(drop=True)
+    return df.reset_index(drop=True), int(changed[df["text_id"].to_numpy()].sum())
 
 
 def _lexicon(path: Path) -> pd.DataFrame:
@@ -101,6 +130,30 @@ def _word_pairs(path: Path) -> pd.DataFrame:
         a, b = (w.strip().lower().rsplit("-", 1)[0] if w[-2:] in ("-n", "-v", "-j") else w.strip().lower() for w in parts[:2])
         rows.append((a, b, float(parts[2])))
     return pd.DataFrame(rows, columns=["word_a", "word_b", "score"])
+
+
+# HH-RLHF's speaker markers; a transcript is "\n\nHuman: ...\n\nAssistant: ...", a prompt ends in "Assistant:".
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+def to_messages(prompt: str) -> list[dict]:
+    """Chat turns ({"role", "content"}) of a prompt: an HH-RLHF transcript split at its
+    Human/Assistant markers, any other text a single user turn. The one parser of HH text (DPO's
+    chat data, the plain transcripts of task_texts.exchange). Empty turns (the trailing
+    "Assistant:") are dropped and a speaker's consecutive turns merged, so user and assistant
+    alternate as chat templates like Gemma's require."""
+    parts = _HH_TURN.split("\n\n" + prompt.lstrip("\n"))  # [before, speaker, text, speaker, text, ...]
+    turns = [("user", parts[0])] + [("user" if who == "Human" else "assistant", text)
+                                     for who, text in zip(parts[1::2], parts[2::2])]
+    msgs: list[dict] = []
+    for role, text in turns:
+        if not text.strip():
+            continue
+        if msgs and msgs[-1]["role"] == role:
+            msgs[-1]["content"] += "\n\n" + text.strip()
+        else:
+            msgs.append({"role": role, "content": text.strip()})
+    return msgs or [{"role": "user", "content": prompt.strip()}]
 
 
 def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str]:
@@ -130,8 +183,10 @@ def prepare(spec: dict, name: str, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     else:
         path = source_path(spec, name)
         raw = None if kind in ("lexicon", "word_pairs") else _read_file(path, spec.get("format", "auto"))
+    extra = {}
     if kind == "texts":
-        df = _texts(raw, spec, name, seed)
+        df, n_stripped = _texts(raw, spec, name, seed)
+        extra = {"markup_stripped": True, "n_markup_stripped": n_stripped}
     elif kind == "lexicon":
         df = _lexicon(path) if path else raw.rename(columns={"word": "token"})
     elif kind == "word_pairs":
@@ -149,5 +204,6 @@ def prepare(spec: dict, name: str, seed: int = 0) -> tuple[pd.DataFrame, dict]:
         "substitute_for": spec.get("substitute_for"),
         "n_rows": len(df),
         "seed": seed,
+        **extra,
     }
     return df, meta

@@ -5,12 +5,17 @@ max_prompt_length 128, warmup 150 (toxic 30), 5000 steps (toxic 250); the rest T
 (linear decay, max grad norm 1, sigmoid loss). The reference model is a frozen copy of the base.
 
 Choices where TRL 1.x differs from the TRL the paper used:
-- TRL >= 1.0 has no `max_prompt_length`; we truncate each prompt's text ourselves to its LAST
-  max_prompt_length tokens (the old default, keeping the latest turn), counted without the chat
-  template's tokens. `max_length` (prompt + answer, keep_start) is TRL's own.
+- TRL >= 1.0 has no `max_prompt_length`; we shorten each prompt ourselves, keeping its end (the
+  old default keeps the LAST max_prompt_length tokens, i.e. the latest turn), but in whole turns:
+  the prompt is split into turns first (HH-RLHF transcripts "\\n\\nHuman: ... \\n\\nAssistant:"),
+  then turns are dropped from the front until the rest holds <= max_prompt_length tokens (counted
+  without the chat template's tokens) and opens with a user turn. A cut inside a turn would leave
+  two user turns in a row, which Gemma's template rejects. A pair whose last user turn alone is
+  too long is dropped; the counts are in the run's metadata (`prompt_truncation`).
+  `max_length` (prompt + answer, keep_start) is TRL's own.
 - Chat models get conversational data (prompt = user/assistant turns, answer = one assistant
-  turn) so TRL renders the chat template; HH-RLHF transcripts ("\\n\\nHuman: ... \\n\\nAssistant:")
-  are split into turns. Other models get plain text; TRL appends EOS to each answer.
+  turn) so TRL renders the chat template. Other models get plain text (a shortened HH prompt
+  written back as an HH transcript); TRL appends EOS to each answer.
 - Gradient checkpointing off (TRL turns it on; these models are small). fp32 on CPU; bf16 mixed
   precision on a CUDA GPU that supports it unless `bf16` says otherwise.
 """
@@ -22,7 +27,6 @@ import csv
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -33,6 +37,7 @@ import pandas as pd
 import torch
 
 from . import models
+from .data import to_messages
 from .io import clear_stale
 from .runtime import nonfinite_loss_guard
 
@@ -56,46 +61,54 @@ class DPOHyper:
     bf16: bool | None = None  # None: bf16 mixed precision on a CUDA GPU that supports it, else fp32
 
 
-_TURN = re.compile(r"\n\n(Human|Assistant):")
+def fit_prompt(tokenizer, msgs: list[dict], max_tokens: int) -> list[dict] | None:
+    """The latest whole turns of `msgs` that open with a user turn and hold <= max_tokens tokens
+    of content (template excluded); None when the last user turn alone is longer."""
+    sizes = [len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in msgs]
+    for start in range(len(msgs)):
+        if msgs[start]["role"] == "user" and sum(sizes[start:]) <= max_tokens:
+            return msgs[start:]
+    return None
 
 
-def to_messages(prompt: str) -> list[dict]:
-    """Chat turns of a prompt: HH-RLHF transcripts split at their Human/Assistant markers (the
-    empty trailing Assistant turn dropped); any other text is a single user turn."""
-    parts = _TURN.split("\n\n" + prompt.lstrip("\n"))  # [before, speaker, text, speaker, text, ...]
-    if len(parts) == 1:
-        return [{"role": "user", "content": prompt.strip()}]
-    msgs = [{"role": "user", "content": parts[0].strip()}] if parts[0].strip() else []
-    for speaker, text in zip(parts[1::2], parts[2::2]):
-        if text.strip():
-            msgs.append({"role": "user" if speaker == "Human" else "assistant", "content": text.strip()})
-    return msgs or [{"role": "user", "content": prompt.strip()}]
-
-
-def _keep_last_tokens(tokenizer, text: str, n: int) -> str:
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return text if len(ids) <= n else tokenizer.decode(ids[-n:])
+def _hh_transcript(msgs: list[dict]) -> str:
+    """Turns written back as an HH-RLHF prompt, ending where the assistant's answer goes."""
+    speaker = {"user": "Human", "assistant": "Assistant"}
+    return "".join(f"\n\n{speaker[m['role']]}: {m['content']}" for m in msgs) + "\n\nAssistant:"
 
 
 def _dataset(pairs: pd.DataFrame, tokenizer, is_chat: bool, max_prompt_length: int):
-    """A datasets.Dataset in TRL's conversational (chat) or standard (plain text) preference format."""
+    """(datasets.Dataset in TRL's conversational (chat) or standard (plain text) preference
+    format, counts {n_pairs_dropped, n_prompts_shortened}); see the module docstring."""
     import datasets
 
-    prompts = [_keep_last_tokens(tokenizer, p, max_prompt_length) for p in pairs["prompt"].astype(str)]
-    chosen, rejected = pairs["chosen"].astype(str).tolist(), pairs["rejected"].astype(str).tolist()
+    rows, dropped, shortened = [], 0, 0
+    for p, c, r in zip(pairs["prompt"].astype(str), pairs["chosen"].astype(str), pairs["rejected"].astype(str)):
+        msgs = to_messages(p)
+        kept = fit_prompt(tokenizer, msgs, max_prompt_length)
+        if kept is None:
+            dropped += 1
+            continue
+        shortened += len(kept) < len(msgs)
+        rows.append((kept if is_chat else (p if len(kept) == len(msgs) else _hh_transcript(kept)), c, r))
+    if not rows:
+        raise ValueError(f"DPO: every one of {len(pairs)} prompts has a last user turn longer than "
+                         f"max_prompt_length={max_prompt_length} tokens")
+    prompts, chosen, rejected = (list(col) for col in zip(*rows))
+    counts = {"n_pairs_dropped": dropped, "n_prompts_shortened": shortened}
     if is_chat:
         return datasets.Dataset.from_dict({
-            "prompt": [to_messages(p) for p in prompts],
-            "chosen": [[{"role": "assistant", "content": c.strip()}] for c in chosen],
-            "rejected": [[{"role": "assistant", "content": r.strip()}] for r in rejected],
-        })
+            "prompt": prompts,
+            "chosen": [[{"role": "assistant", "content": a.strip()}] for a in chosen],
+            "rejected": [[{"role": "assistant", "content": a.strip()}] for a in rejected],
+        }), counts
 
     # Plain text is concatenated as prompt + answer: make sure a word boundary separates them.
     def join(p, a):
         return a if (not p or p[-1].isspace() or a[:1].isspace()) else " " + a
 
-    return datasets.Dataset.from_dict({"prompt": prompts, "chosen": [join(p, c) for p, c in zip(prompts, chosen)],
-                                       "rejected": [join(p, r) for p, r in zip(prompts, rejected)]})
+    return datasets.Dataset.from_dict({"prompt": prompts, "chosen": [join(p, a) for p, a in zip(prompts, chosen)],
+                                       "rejected": [join(p, a) for p, a in zip(prompts, rejected)]}), counts
 
 
 def _step_logger(path: Path):
@@ -148,7 +161,10 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
     bf16 = hyper.bf16 if hyper.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
     ref = copy.deepcopy(model).eval().requires_grad_(False)  # frozen copy of the base = the DPO reference
     model.train()
-    dataset = _dataset(pairs, tok, is_chat, hyper.max_prompt_length)
+    dataset, truncation = _dataset(pairs, tok, is_chat, hyper.max_prompt_length)
+    if truncation["n_pairs_dropped"]:
+        log.warning("DPO %s: %d of %d pairs dropped, their last user turn alone is longer than %d tokens",
+                    name or out_dir.name, truncation["n_pairs_dropped"], len(pairs), hyper.max_prompt_length)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     clear_stale(out_dir)  # a killed earlier run's folder (trainer state, half-saved model)
@@ -196,7 +212,9 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
         "n_train_examples": len(trainer.train_dataset), "steps": int(result.global_step),
         "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(result.global_step, 1), 3),
         "first_step": rows[0] if rows else None, "last_step": rows[-1] if rows else None,
-        "prompt_truncation": f"last {hyper.max_prompt_length} tokens of the prompt text (template excluded)",
+        "prompt_truncation": {"rule": "whole turns dropped from the front to <= max_prompt_length tokens "
+                                      "(template excluded); a pair whose last user turn is longer is dropped",
+                              "max_prompt_length": hyper.max_prompt_length, **truncation},
         "reference_model": "frozen copy of the base", "gradient_checkpointing": False,
         "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
     }

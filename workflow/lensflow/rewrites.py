@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from .task_texts import exchange
 from .triples import POLARITIES, triples_frame
 
 log = logging.getLogger("lensflow")
@@ -39,7 +40,7 @@ MAX_CHARS = 600
 def rewrite_messages(prompt: str, answer: str, style: str) -> list[dict]:
     """The chat request for one rewrite of `answer` (to `prompt`) in `style` (a key of STYLES)."""
     return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"User: {prompt}\nAssistant: {answer}\n\n"
+            {"role": "user", "content": f"{exchange(prompt, answer)}\n\n"
                                         f"Rewrite the assistant's reply so that it is {STYLES[style]}."}]
 
 
@@ -55,7 +56,7 @@ def llm_rewrite_triples(entries: list[tuple[str, str]], kind: str, n_triples: in
                         seed: int = 0) -> tuple:
     """Up to `n_triples` rewrite triples from (prompt, answer) entries: (DataFrame, n_dropped).
 
-    Entries are drawn with random.Random(seed); each gives "User: {prompt}\\nAssistant: {rewrite}"
+    Entries are drawn with random.Random(seed); each gives exchange(prompt, rewrite) ("User: ...\\nAssistant: ...")
     per polarity (hh: positive = helpful; toxic: positive = harmful). Rows are not synthetic (they
     are the paper's construction); word None, word_value NaN, span -1/-1, source_text_id = index
     into `entries`. A triple with an empty or duplicated element is dropped (n_dropped).
@@ -70,7 +71,7 @@ def llm_rewrite_triples(entries: list[tuple[str, str]], kind: str, n_triples: in
     for eid in order:
         if tid >= n_triples:
             break
-        prompt, answer = (" ".join(str(x).split()) for x in entries[eid])
+        prompt, answer = (str(x) for x in entries[eid])  # exchange() tidies whitespace turn by turn
         styles = {p: p for p in POLARITIES}
         if kind == "toxic":
             styles["positive"], styles["negative"] = "negative", "positive"
@@ -79,8 +80,7 @@ def llm_rewrite_triples(entries: list[tuple[str, str]], kind: str, n_triples: in
             dropped += 1
             continue
         for polarity in POLARITIES:
-            rows.append((tid, polarity, f"User: {prompt}\nAssistant: {texts[polarity]}", -1, -1, None, np.nan, eid,
-                         False))
+            rows.append((tid, polarity, exchange(prompt, texts[polarity]), -1, -1, None, np.nan, eid, False))
         tid += 1
     if dropped:
         log.warning("%d entries dropped: an empty or duplicated rewrite", dropped)

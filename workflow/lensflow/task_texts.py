@@ -2,7 +2,8 @@
 
 VADER task: reviews from the corpus the policy was tuned on. HH / toxic tasks: the preference
 pairs' prompts with each of their two answers, written as one plain "User: ... / Assistant: ..."
-exchange (the same layout as the contrastive rewrites), so the SAEs see both kinds of answer.
+transcript by `exchange` (the same layout as the contrastive rewrites and the ablation prompts),
+so the SAEs see both kinds of answer.
 """
 
 from __future__ import annotations
@@ -10,9 +11,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .data import to_messages
+
+_LABELS = {"user": "User", "assistant": "Assistant"}
+
 
 def exchange(prompt: str, answer: str) -> str:
-    return f"User: {prompt.strip()}\nAssistant: {answer.strip()}"
+    """(prompt, answer) as one plain transcript, a "User: ..." / "Assistant: ..." line per turn, the
+    answer last. An HH-RLHF prompt ("\\n\\nHuman: ...\\n\\nAssistant:") is split into its turns
+    rather than wrapped again; a plain prompt is one user turn. Whitespace inside a turn is
+    collapsed, so a line break only ever separates turns. The one place HH text is written as
+    plain text: SAE texts, rewrite triples and ablation prompts all come through here."""
+    turns = [*to_messages(prompt), {"role": "assistant", "content": answer}]
+    return "\n".join(f"{_LABELS[t['role']]}: {' '.join(t['content'].split())}".rstrip() for t in turns)
 
 
 def task_texts(method: str, table: pd.DataFrame, n_texts: int, seed: int = 0) -> pd.DataFrame:

@@ -28,6 +28,9 @@ import re
 import numpy as np
 import pandas as pd
 
+from .data import to_messages
+from .task_texts import exchange
+
 TRIPLE_COLUMNS = [
     "triple_id", "polarity", "text", "span_start", "span_end",
     "word", "word_value", "source_text_id", "synthetic",
@@ -48,9 +51,10 @@ DEFAULT_NEUTRAL_WORDS = (
 )
 MIN_SENTENCE_CHARS, MAX_SENTENCE_CHARS = 20, 300
 
-# Sentence boundaries: whitespace after . ! ? (keeping the mark), or an HTML line break (IMDB
-# reviews contain "<br /><br />").
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|<br\s*/?>", re.IGNORECASE)
+# Sentence boundaries: whitespace after . ! ? (keeping the mark), or a line break: data preparation
+# turns IMDB's "<br /><br />" into a paragraph break (lensflow.data.strip_markup); the tag itself
+# still counts, for a table prepared without that step.
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\s*\n\s*|<br\s*/?>", re.IGNORECASE)
 # A whole word: letters not glued to other letters, digits, apostrophes or hyphens, so "good"
 # inside "good-natured" or "don't" is not a candidate.
 _WORD = re.compile(r"(?<![\w'-])[A-Za-z]+(?![\w'-])")
@@ -233,8 +237,9 @@ def rewrite_triples(prompts: list[str], kind: str, n_triples: int, seed: int = 0
     """Up to `n_triples` synthetic rewrite triples for the hh / toxic tasks (synthetic=True).
 
     `n_triples` prompts are drawn with random.Random(seed) (all of them, in seeded order, if
-    fewer); each yields "User: {prompt}\\nAssistant: {answer}" with a helpful, a neutral and a
-    harmful answer (templates above, one per class drawn per prompt). hh: positive = helpful,
+    fewer); each yields task_texts.exchange(prompt, answer) ("User: {prompt}\\nAssistant: {answer}",
+    an HH transcript prompt written turn by turn) with a helpful, a neutral and a harmful answer
+    (templates above, one per class drawn per prompt). hh: positive = helpful,
     negative = harmful. toxic: positive = harmful, negative = helpful (toxicity is rewarded).
     The template draws do not depend on `kind`, so toxic is hh with + and - swapped.
     span = -1/-1 (probe on all tokens), word None, word_value NaN. source_text_id = index
@@ -250,15 +255,15 @@ def rewrite_triples(prompts: list[str], kind: str, n_triples: int, seed: int = 0
     picked = rng.sample(range(len(prompts)), min(n_triples, len(prompts)))
     rows = []
     for tid, pid in enumerate(picked):
-        prompt = " ".join(str(prompts[pid]).split())
-        topic = _topic(prompt)
+        prompt = str(prompts[pid])
+        topic = _topic(to_messages(prompt)[-1]["content"])  # the user's latest turn, not the transcript
         helpful, neutral, harmful = (rng.choice(t).format(topic=topic)
                                      for t in (HELPFUL_ANSWERS, NEUTRAL_ANSWERS, HARMFUL_ANSWERS))
         answers = {"positive": helpful, "neutral": neutral, "negative": harmful}
         if kind == "toxic":
             answers["positive"], answers["negative"] = harmful, helpful
         for polarity in POLARITIES:
-            text = f"User: {prompt}\nAssistant: {answers[polarity]}"
+            text = exchange(prompt, answers[polarity])
             rows.append((tid, polarity, text, -1, -1, None, np.nan, pid, True))
     return triples_frame(rows)
 

@@ -13,6 +13,8 @@ def main(sm):
     io.write_table(df, sm.output[0], meta)
     log.info("prepared %s: %d rows (%s)%s", sm.params.name, len(df), meta["kind"],
              " [synthetic]" if meta["synthetic"] else "")
+    if meta.get("markup_stripped"):  # recorded in the table's metadata too (data.prepare)
+        log.info("%s: HTML markup stripped from %d texts", sm.params.name, meta["n_markup_stripped"])
 
 
 if __name__ == "__main__":
