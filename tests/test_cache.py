@@ -1,15 +1,20 @@
 """The activation cache against direct, unbatched recomputation on tiny random models."""
 
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace as NS
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from lensflow import io
 from lensflow.cache import CacheSpec, cache_activations, iter_token_batches, read_pooled
 from lensflow.hooks import NoModuleMatched, capture, match_modules
 from lensflow.io import read_metadata
-from tiny_models import tiny_model, tiny_tokenizer
+from tiny_models import save_tiny, tiny_model, tiny_tokenizer
 
 TEXTS = pd.DataFrame({
     "text_id": [10, 11, 12, 13, 14],
@@ -87,3 +92,26 @@ def test_hooks_removed_and_nothing_written_on_error(tmp_path):
     boom.remove()
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary file
+
+
+def test_empty_text_table_is_an_error_naming_the_file(tmp_path):
+    """An empty text table (e.g. an empty generated bank) stops the caching script with a message that
+    names the file, not an IndexError from inside the tokenizer (issue 12, item 8)."""
+    texts = tmp_path / "sentences.parquet"
+    io.write_table(pd.DataFrame({"text_id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype="string")}),
+                   texts, {})
+    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "cache_activations.py"
+    spec = importlib.util.spec_from_file_location("cache_activations_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "out" / "cache.parquet"
+    params = NS(model="tiny", corpus="generated", spec={"modules": ["model.layers.*.mlp"]}, batch_size=2,
+                max_length=16, bf16_autocast=False, rows_per_group=64, seed=0)
+    sm = NS(input=NS(model=str(save_tiny(tmp_path / "tiny")), texts=str(texts)), output=[str(out)], params=params,
+            log=[str(tmp_path / "log")], resources={}, threads=1)
+    with pytest.raises(ValueError, match=f"{texts}.*no texts"):
+        module.main(sm)
+    assert not out.exists() and not (out.parent.exists() and list(out.parent.iterdir()))
+    with pytest.raises(ValueError, match="no texts"):  # the library call, without a file to name
+        cache_activations(tiny_model("llama"), tiny_tokenizer(), TEXTS.iloc[:0], CacheSpec(["model.layers.0.mlp"]),
+                          tmp_path / "x.parquet")

@@ -91,6 +91,8 @@ BAD = {
     "hh triples from a text corpus": (_set(["lfp", "triples", "data"], {"hh": "headlines"}), "lfp.triples.data.hh"),
     "triples from an unknown data set": (_set(["lfp", "triples", "data"], {"toxic": "hh-rlhf-test"}),
                                          "lfp.triples.data.toxic"),
+    # 24 held-out + 16 steps x 8 prompts cannot come from at most 100 reviews
+    "rl prompts beyond the reviews' max_rows": (_set(["data", "reviews", "max_rows"], 100), "finetune.eval.n_prompts"),
 }
 
 
@@ -141,3 +143,36 @@ def test_generated_data_set_from_an_endpoint_validates():
     ds = validate_config(cfg)["expertlens"]["datasets"]
     assert ds["api"]["timeout"] == 60 and ds["api"]["api_key_env"] is None and "generator" not in ds["api"]
     assert ds["generated"]["backend"] == "local" and ds["generated"]["api_key_env"] == "OPENAI_API_KEY"
+
+
+def test_rl_prompts_must_fit_the_reviews_before_any_job_runs():
+    """Held-out evaluation prompts and training prompts come from one review set (issue 12, item 2):
+    where its size is bounded in the config (max_rows), a config that cannot supply both fails here."""
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    paper["data"]["imdb"]["max_rows"] = 1000  # max_steps 0 (one epoch) needs 1000 held out + one batch of 64
+    with pytest.raises(ConfigError) as err:
+        validate_config(paper, source="paper.yaml")
+    msg = str(err.value)
+    for key in ("finetune.eval.n_prompts", "finetune.tasks.vader.hyper.max_steps",
+                "finetune.tasks.vader.hyper.batch_size", "finetune.min_chars", "data.imdb.max_rows"):
+        assert key in msg, msg
+    assert "1064" in msg, msg
+    paper["data"]["imdb"]["max_rows"] = 1064
+    validate_config(paper)
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["data"]["reviews"]["max_rows"] = 152  # 24 held out + 16 steps x 8 prompts
+    validate_config(cfg)
+    cfg["finetune"]["tasks"]["vader"]["n_prompts"] = 200  # an explicit training count wins
+    with pytest.raises(ConfigError, match="finetune.tasks.vader.n_prompts"):
+        validate_config(cfg)
+
+
+def test_rl_hyper_defaults_read_without_importing_torch():
+    """config.py reads RLHyper's defaults from rl.py's source (importing it would load torch into every
+    Snakemake parse); they must be the dataclass's own."""
+    from dataclasses import asdict
+
+    from lensflow.config import rl_hyper_defaults
+    from lensflow.rl import RLHyper
+
+    assert rl_hyper_defaults() == asdict(RLHyper())

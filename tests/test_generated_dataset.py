@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
 from lensflow import generate as G
 from lensflow import io
@@ -49,6 +50,8 @@ def test_endpoint_generation_filters_and_reruns_from_cache(server, key, tmp_path
     assert got["zebra"] == []
     assert stats["inflected"] == 1 and stats["kept"] == 6
     assert stats["rejected"]["no_word"] == 6 and stats["rejected"]["incomplete"] == 3  # zebra: budget 2 x 3
+    assert stats["by_concept"]["zebra"] == {"samples": 6, "kept": 0, "rejected": {"no_word": 6}}
+    assert stats["by_concept"]["cat"] == {"samples": 3, "kept": 3, "rejected": {}}
     # one request per sample, each the documented chat request with its own seed
     n = len(server.requests)
     assert n == stats["samples"] == c.http_calls == c.misses
@@ -91,7 +94,7 @@ def _run_script(tmp_path, server=None, cache_dir=None, model=None):  # noqa: F81
         params = SimpleNamespace(backend="local", generator="tiny", cache_dir="unused", endpoint={}, **common)
         inputs = SimpleNamespace(model=str(model), concepts=str(tmp_path / "concepts.parquet"))
     module.main(SimpleNamespace(input=inputs, output=out, params=params, log=[str(tmp_path / "log")], threads=1,
-                                resources={}))
+                                resources={}, wildcards=SimpleNamespace(dataset="generated")))
     return io.read_table(out.sentences), io.read_table(out.membership), io.read_metadata(out.sentences)
 
 
@@ -132,3 +135,25 @@ def test_el_generated_script_with_a_local_model(tmp_path, monkeypatch):
     _check_bank(sents, member)
     assert meta["backend"] == "local" and meta["generator"] == "tiny" and calls
     assert meta["generation"]["device"] == "cpu" and "http_calls" not in meta["generation"]
+
+
+def test_no_usable_sentence_stops_at_generation_with_reasons(tmp_path, monkeypatch):
+    """A weak generator (issue 12, item 8): cat's samples never use the word, dog's are too short,
+    zebra's repeat one sentence. The step fails naming the data set and why each concept got
+    nothing usable, and writes no bank (caching would otherwise die on an empty table)."""
+
+    def weak(model, tok, prompts, *a, **k):
+        said = {"cat": "Nothing to see here, sorry.", "dog": "A dog.", "zebra": "The zebra ran across the plain."}
+        return [said[re.search(r'"(\w+)"', p).group(1)] for p in prompts], 0
+
+    monkeypatch.setattr(G, "complete", weak)
+    with pytest.raises(ValueError) as err:
+        _run_script(tmp_path, model=save_tiny(tmp_path / "tiny"))
+    msg = str(err.value)
+    assert "'generated'" in msg and "min_positive=3" in msg, msg
+    lines = {ln.strip().split(":")[0]: ln for ln in msg.splitlines()[1:]}
+    assert "0 usable of 12" in lines["cat"] and "no_word" in lines["cat"], msg
+    assert "length" in lines["dog"], msg
+    assert "1 usable of 12" in lines["zebra"] and "11 repeated" in lines["zebra"], msg
+    assert "yak" not in lines  # not a kept concept: never asked for
+    assert not (tmp_path / "sentences.parquet").exists() and not (tmp_path / "membership.parquet").exists()

@@ -1,6 +1,10 @@
 """RL fine-tuning for the VADER task: prompts, a tiny real TRL run, and the evaluation helpers."""
 
+import importlib.util
+import json
 import math
+from pathlib import Path
+from types import SimpleNamespace as NS
 
 import numpy as np
 import pandas as pd
@@ -124,3 +128,143 @@ def test_rolling_reward():
     assert r["rolling_mean"].tolist() == [1.0, 2.0, 4.0] and np.isnan(r["ci_low"].iloc[0])
     half = sps.t.ppf(0.975, 1) * np.std([3.0, 5.0], ddof=1) / math.sqrt(2)
     assert r["ci_high"].iloc[2] == pytest.approx(4.0 + half)
+
+
+# --- Held-out evaluation prompts, split off before training (issue 12, item 2) ---------------------
+
+def _openings_corpus():
+    """Long reviews that often open with the same words, some repeated verbatim: two prompts from
+    different reviews can be the same text, and a repeated review gives the same prompt twice."""
+    rng = np.random.default_rng(1)
+    openings = ["the film was", "this movie is", "a very good", "it was not"]
+    texts = [f"{openings[i % 4]} " + " ".join(rng.choice(WORDS, size=60)) for i in range(60)]
+    return texts + texts[:10] + ["too short"] * 5
+
+
+def _split(texts, n_heldout=8, n_train=None, seed=3, **kw):
+    from lensflow.rl import split_prompts
+
+    return split_prompts(texts, tiny_tokenizer(), n_heldout, n_train, min_train=kw.pop("min_train", 4),
+                         min_chars=200, prompt_tokens=(2, 4), seed=seed, task="vader", **kw)
+
+
+def test_heldout_prompts_are_fixed_before_training_and_never_trained_on():
+    texts = _openings_corpus()
+    epoch = _split(texts)  # max_steps: 0 -> one epoch: training takes everything that is left
+    assert len(epoch.heldout) == 8 and epoch.train
+    # By content: no held-out prompt text is ever a training prompt (the openings make some collide).
+    assert not set(epoch.heldout) & set(epoch.train)
+    assert epoch.sizes["n_train_dropped_as_heldout"] > 0
+    # Fixed before training: the held-out part does not depend on how many prompts training takes.
+    assert _split(texts, n_train=12).heldout == epoch.heldout
+    assert _split(texts, n_train=12).train == epoch.train[:12]
+    assert _split(texts, seed=4).heldout != epoch.heldout  # deterministic from the seed, and only it
+    assert _split(texts) == epoch
+    long = {t for t in texts if len(t) > 200}
+    assert all(any(t.startswith(p) for t in long) for p in epoch.heldout + epoch.train)
+    s = epoch.sizes  # the sizes go into the outputs' metadata
+    assert s["n_texts"] == 75 and s["n_unique_long"] == 60 and s["n_heldout"] == 8
+    assert s["n_train"] == len(epoch.train) and s["n_unused"] == 0
+    assert s["n_train"] + s["n_train_dropped_as_heldout"] + 8 == 60
+
+
+def test_split_too_small_names_the_keys():
+    texts = _openings_corpus()
+    for kw in ({"n_heldout": 58}, {"n_heldout": 8, "n_train": 60}):
+        with pytest.raises(ValueError) as err:
+            _split(texts, **kw)
+        msg = str(err.value)
+        for key in ("finetune.eval.n_prompts", "finetune.tasks.vader.hyper.max_steps",
+                    "finetune.tasks.vader.hyper.batch_size", "finetune.min_chars"):
+            assert key in msg, msg
+        assert "60 distinct reviews" in msg, msg
+
+
+def test_train_prompt_count():
+    from lensflow.rl import RLHyper, train_prompt_count
+
+    assert train_prompt_count(RLHyper(max_steps=0), None) is None  # one epoch: all that is left
+    assert train_prompt_count(RLHyper(max_steps=0), 40) == 40
+    # 10 steps, 4 optimizer steps per round of 8 prompts (2 mini-batches x 2 iterations) -> 3 rounds
+    h = RLHyper(max_steps=10, batch_size=8, mini_batch_size=4, num_iterations=2)
+    assert train_prompt_count(h, None) == 24
+
+
+class _Params(NS):
+    """Snakemake's params: attributes, and .get for the optional ones."""
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+def _run(script, sm):
+    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(script, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(sm)
+
+
+def test_one_epoch_run_then_heldout_eval(tmp_path, monkeypatch):
+    """The paper config's case: max_steps 0 trains on every prompt it is given, and the evaluation
+    still gets n_prompts prompts the policy never saw."""
+    from lensflow import io, rl
+
+    texts = _corpus(36)  # 24 long reviews: 6 held out, the rest one epoch of training
+    io.write_table(pd.DataFrame({"text_id": range(36), "text": texts}), tmp_path / "texts.parquet", {})
+    io.write_table(pd.DataFrame({"token": WORDS, "value": [float(i % 7 - 3) for i in range(len(WORDS))]}),
+                   tmp_path / "lexicon.parquet", {})
+    base = save_tiny(tmp_path / "base")
+    trained = []
+    real_train = rl.train_rl
+
+    def spy(model_dir, out_dir, prompts, *a, **k):
+        trained.extend(prompts)
+        return real_train(model_dir, out_dir, prompts, *a, **k)
+
+    monkeypatch.setattr(rl, "train_rl", spy)
+    common = dict(min_chars=200, prompt_tokens=[2, 4], seed=0)
+    hyper = {"batch_size": 4, "num_generations": 2, "max_steps": 0, "warmup_steps": 0, "min_new_tokens": 2,
+             "max_new_tokens": 3}
+    _run("lfp_rl", NS(input=NS(model=str(base), texts=str(tmp_path / "texts.parquet"),
+                               lexicon=str(tmp_path / "lexicon.parquet")),
+                      output=NS(model=str(tmp_path / "tuned"), log=str(tmp_path / "log.tsv"),
+                                meta=str(tmp_path / "meta.json")),
+                      params=NS(model="tiny", task="vader", method="rloo", n_prompts=None, n_heldout=6, hyper=hyper,
+                                **common),
+                      log=[str(tmp_path / "train.log")], resources={}, threads=1))
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["prompts"]["n_heldout"] == 6 and meta["prompts"]["n_train"] == len(trained) >= 12
+    assert meta["steps"] == len(trained) // 4  # one epoch over the training part
+    out = NS(rewards=str(tmp_path / "r.parquet"), completions=str(tmp_path / "c.parquet"),
+             words=str(tmp_path / "w.parquet"))
+    _run("lfp_rl_eval", NS(input=NS(base=str(base), tuned=str(tmp_path / "tuned"), texts=str(tmp_path / "texts.parquet"),
+                                    lexicon=str(tmp_path / "lexicon.parquet")),
+                           output=out, log=[str(tmp_path / "eval.log")], resources={}, threads=1,
+                           params=_Params(n_prompts=6, n_samples=1, min_new_tokens=2, max_new_tokens=3, batch_size=8,
+                                     **common)))
+    comp = io.read_table(out.completions)
+    assert comp["prompt"].nunique() <= 6 and len(comp) == 12
+    assert not set(comp["prompt"]) & set(trained)  # by content
+    recorded = io.read_metadata(out.rewards)["prompts"]
+    assert recorded["n_heldout"] == 6 and recorded["n_train"] == len(trained) and recorded["n_eval"] == 6
+
+
+def test_eval_prompts_are_the_recorded_heldout_part():
+    from lensflow.rl_eval import heldout_prompts
+
+    texts, tok = _openings_corpus(), tiny_tokenizer()
+    split = _split(texts, n_train=12)
+    rec = {"seed": 3, "min_chars": 200, "prompt_tokens": [2, 4], **split.sizes}
+    manifest = {"name": "tiny-vader-rloo", "source": {"task": "vader", "prompts": rec}}
+    prompts, meta = heldout_prompts(texts, tok, manifest, 5, 200, (2, 4), seed=3)
+    assert prompts == split.heldout[:5] and meta == {**split.sizes, "n_eval": 5}
+    with pytest.raises(ValueError, match="records no held-out prompt split"):
+        heldout_prompts(texts, tok, {"name": "old", "source": {"prompts": {"seed": 3, "n_prompts": 12}}}, 5, 200,
+                        (2, 4), 3)
+    with pytest.raises(ValueError, match="finetune.eval.n_prompts=9 but .* held out only 8"):
+        heldout_prompts(texts, tok, manifest, 9, 200, (2, 4), 3)
+    with pytest.raises(ValueError, match="other prompt settings"):
+        heldout_prompts(texts, tok, manifest, 5, 150, (2, 4), 3)
+    with pytest.raises(ValueError, match="another prompt split"):  # the review table changed since training
+        heldout_prompts(texts[5:], tok, manifest, 5, 200, (2, 4), 3)

@@ -68,11 +68,15 @@ def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
 
 def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, out_path, *, batch_size: int = 16,
                       max_length: int = 128, device="cpu", bf16_autocast: bool = False, rows_per_group: int = 4096,
-                      meta: dict | None = None) -> dict:
+                      meta: dict | None = None, source: str | None = None) -> dict:
     """Run `model` over `texts` (columns text_id, text) and write `spec`'s activations to `out_path`.
 
-    Returns the metadata written into the file. The file appears only when complete.
+    `source` names where the texts came from (the text table's file) in errors. Returns the
+    metadata written into the file. The file appears only when complete.
     """
+    if texts.empty:  # the tokenizer would fail on an empty batch with an IndexError that names nothing
+        raise ValueError(f"{source or 'the text table'}: no texts to cache (0 rows), so no activations for "
+                         f"{out_path}; the step that wrote the table produced no texts (see its log)")
     names = match_modules(model, spec.modules)
     body = _forward_target(model, names)
     np_dtype = np.dtype(spec.dtype)
@@ -138,8 +142,6 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
                 writer.write_table(pa.concat_tables(buffered))
                 buffered, nbytes = [], 0
             store.clear()
-        if writer is None:
-            raise ValueError(f"no texts to cache for {out_path}")
         if buffered:
             writer.write_table(pa.concat_tables(buffered))
         writer.close()

@@ -8,7 +8,9 @@ written under results/.
 
 from __future__ import annotations
 
+import ast
 import copy
+import math
 from pathlib import Path
 
 import jsonschema
@@ -232,6 +234,62 @@ def finetune_references(cfg: dict, models: set, texts: set):
             yield f"finetune.synthetic_preferences.{name}.corpora.{i}", c, "data (kind: texts)", texts
 
 
+def rl_hyper_defaults() -> dict:
+    """lensflow.rl.RLHyper's field defaults, read from rl.py's source rather than imported: importing
+    lensflow.rl loads torch and transformers, which every Snakemake parse would then pay for (and the
+    Snakemake environment need not have them). tests/test_config.py checks they are the dataclass's."""
+    tree = ast.parse((Path(__file__).with_name("rl.py")).read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RLHyper")
+    return {f.target.id: ast.literal_eval(f.value) for f in cls.body
+            if isinstance(f, ast.AnnAssign) and f.value is not None}
+
+
+def rl_train_prompts(hyper: dict, n_prompts: int | None) -> int | None:
+    """Training prompts an RL run asks for: `n_prompts` when set, else just enough for max_steps
+    optimizer steps; None when max_steps <= 0 (one epoch over every prompt left after the held-out
+    part). `hyper` holds every RLHyper field. lensflow.rl.train_prompt_count uses this too."""
+    if n_prompts is not None:
+        return int(n_prompts)
+    if hyper["max_steps"] <= 0:
+        return None
+    per_round = (hyper["batch_size"] // (hyper["mini_batch_size"] or hyper["batch_size"])) * hyper["num_iterations"]
+    return math.ceil(hyper["max_steps"] / per_round) * hyper["batch_size"]
+
+
+def rl_prompt_shortfall(task: str, have: str, n_heldout: int, n_train: int | None, batch_size: int,
+                        min_chars: int) -> str:
+    """The one message for "the review data cannot supply held-out and training prompts", whether the
+    config (max_rows) or the first job that reads the data finds it out; it names every key that helps."""
+    train = (f"{n_train} for training" if n_train is not None else
+             f"at least one batch of {batch_size} for training (max_steps <= 0: one epoch over the rest)")
+    return (f"finetune.tasks.{task}: the RL prompts need {n_heldout + (n_train or batch_size)} distinct reviews longer "
+            f"than finetune.min_chars={min_chars} characters, {n_heldout} held out for evaluation "
+            f"(finetune.eval.n_prompts) and {train}, but {have}; lower finetune.eval.n_prompts, "
+            f"finetune.tasks.{task}.hyper.max_steps / finetune.tasks.{task}.hyper.batch_size (or "
+            f"finetune.tasks.{task}.n_prompts) or finetune.min_chars, or use more data")
+
+
+def finetune_problems(cfg: dict):
+    """Messages for fine-tuning settings that are valid one by one but not together: RL tasks whose
+    held-out evaluation prompts plus training prompts exceed the review set's max_rows. Without
+    max_rows the size is known only once the data is read; lensflow.rl.split_prompts checks it then."""
+    ft = cfg.get("finetune")
+    spec = cfg["data"].get(ft["reviews"]) if ft else None
+    if not spec or not spec.get("max_rows"):
+        return
+    defaults = rl_hyper_defaults()
+    for name, t in ft["tasks"].items():
+        if t["method"] == "dpo":
+            continue
+        hyper = {**defaults, **t["hyper"]}
+        n_train = rl_train_prompts(hyper, t.get("n_prompts"))
+        need = ft["eval"]["n_prompts"] + (n_train or hyper["batch_size"])
+        if need > spec["max_rows"]:
+            have = f"data.{ft['reviews']}.max_rows keeps at most {spec['max_rows']} reviews"
+            yield "key 'finetune.eval.n_prompts': " + rl_prompt_shortfall(
+                name, have, ft["eval"]["n_prompts"], n_train, hyper["batch_size"], ft["min_chars"])
+
+
 def validate_config(cfg: dict, source: str = "config") -> dict:
     """Validate (and fill defaults into) a copy of `cfg`; raise ConfigError naming the key."""
     if not isinstance(cfg, dict):
@@ -248,7 +306,7 @@ def validate_config(cfg: dict, source: str = "config") -> dict:
         if value not in allowed
     ]
     clash = set(cfg.get("finetune", {}).get("synthetic_preferences", {})) & set(cfg["data"])
-    problems += list(el_problems(cfg)) + list(lfp_problems(cfg))
+    problems += list(el_problems(cfg)) + list(lfp_problems(cfg)) + list(finetune_problems(cfg))
     problems += [f"key 'finetune.synthetic_preferences.{n}': also a data set name (both write results/data/{n}.parquet)"
                  for n in sorted(clash)]
     if problems:

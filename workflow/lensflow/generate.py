@@ -11,7 +11,9 @@ metadata). Two writers:
   endpoint  an OpenAI-compatible chat-completions server (generate_sentences_endpoint), through
             explain.OpenAIClient (retries, disk cache, key redaction), one request per sample.
 Either way rounds repeat for the concepts still short (_rounds), within a budget of `max_tries` x
-n_per_concept samples per concept, so a model that never uses a word cannot loop.
+n_per_concept samples per concept, so a model that never uses a word cannot loop. A data set in
+which no concept got enough usable sentences is an error at this step (require_usable), with each
+concept's rejection counts, rather than an empty bank that fails later steps.
 """
 
 from __future__ import annotations
@@ -205,12 +207,15 @@ def _rounds(concepts: list[str], n_per_concept: int, sample, max_tries: int, min
     remaining budget of max_tries * n_per_concept. Asking for the expected number up front means
     fewer, fuller rounds; on CPU a half-empty tail round costs nearly a full one. `stats`, if
     given, is filled with samples / kept / new_tokens / rounds counts, `inflected` (kept sentences
-    that have only an inflected form of the concept, e.g. "dogs" but not "dog") and `rejected`
-    (reason -> count, see reject_reason; plus "duplicate" and "surplus") for logging and metadata.
+    that have only an inflected form of the concept, e.g. "dogs" but not "dog"), `rejected`
+    (reason -> count, see reject_reason; plus "duplicate" and "surplus") and `by_concept`
+    (concept -> samples, kept, rejected) for logging, metadata and require_usable's message.
     """
     got: dict[str, dict[str, None]] = {c: {} for c in concepts}  # ordered sets
     budget = {c: max_tries * n_per_concept for c in concepts}
     st = {"samples": 0, "kept": 0, "inflected": 0, "new_tokens": 0, "rounds": 0, "rejected": Counter()}
+    # per concept too: when a concept ends up short, its own reasons say why (require_usable)
+    per = {c: {"samples": 0, "kept": 0, "rejected": Counter()} for c in concepts}
     others = {c: set(concepts) - {c} for c in concepts}  # their forms are theirs, not c's (inflections)
     for r in range(max_tries * n_per_concept):  # every round spends >= 1 sample of some budget
         rate = min(1.0, max(0.25, st["kept"] / st["samples"])) if st["samples"] else 1.0
@@ -222,16 +227,19 @@ def _rounds(concepts: list[str], n_per_concept: int, sample, max_tries: int, min
         texts, n_new = sample(order, r)
         for c, text in zip(order, texts):
             budget[c] -= 1
+            per[c]["samples"] += 1
             s = first_sentence(text)
             why = reject_reason(s, c, min_chars, max_chars, others[c]) or ("duplicate" if s in got[c] else None)
+            if not why and len(got[c]) >= n_per_concept:
+                why = "surplus"  # good, but the concept is full (over-asking)
             if why:
                 st["rejected"][why] += 1
-            elif len(got[c]) < n_per_concept:
+                per[c]["rejected"][why] += 1
+            else:
                 got[c][s] = None
                 st["kept"] += 1
+                per[c]["kept"] += 1
                 st["inflected"] += not contains_word(s, c)
-            else:  # good, but the concept is full (over-asking)
-                st["rejected"]["surplus"] += 1
         st["samples"] += len(order)
         st["new_tokens"] += n_new
         st["rounds"] += 1
@@ -239,5 +247,40 @@ def _rounds(concepts: list[str], n_per_concept: int, sample, max_tries: int, min
                  len(order), sum(len(v) >= n_per_concept for v in got.values()), len(concepts),
                  dict(st["rejected"]))
     if stats is not None:
-        stats.update(st, rejected=dict(st["rejected"]))
+        stats.update(st, rejected=dict(st["rejected"]),
+                     by_concept={c: {**v, "rejected": dict(v["rejected"])} for c, v in per.items()})
     return {c: list(v) for c, v in got.items()}
+
+
+# Rejection reasons (reject_reason's, and _rounds' own) in words, for the error a user reads.
+REASONS = {
+    "length": "too short or too long",
+    "incomplete": "cut off before a final . ! or ?",
+    "no_word": "did not use the concept word",
+    "meta": "talked about the word instead of using it",
+    "duplicate": "repeated an earlier sentence",
+    "surplus": "came after the concept was full",
+}
+
+
+def _concept_line(concept: str, st: dict | None) -> str:
+    """'cat: 0 usable of 12 samples; 12 did not use the concept word (no_word)'"""
+    if not st:
+        return f"{concept}: never sampled"
+    why = sorted((st["rejected"] or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    reasons = "; ".join(f"{n} {REASONS.get(r, r)} ({r})" for r, n in why) or "no rejections"
+    return f"{concept}: {st['kept']} usable of {st['samples']} samples; {reasons}"
+
+
+def require_usable(dataset: str, generator: str, got: dict[str, list[str]], stats: dict, min_positive: int) -> None:
+    """Stop here when no concept got min_positive usable sentences: the bank would be empty, and
+    every step after it (activation caching first) would fail far from the cause. The message
+    names the data set and, per concept, why its samples were rejected (stats from _rounds)."""
+    if any(len(v) >= min_positive for v in got.values()):
+        return
+    by = stats.get("by_concept", {})
+    lines = [_concept_line(c, by.get(c)) for c in got] or ["(no concepts: none is kept in the concepts table)"]
+    raise ValueError(
+        f"generated data set '{dataset}': no concept got min_positive={min_positive} usable sentences from "
+        f"{generator}, so there is no bank to write (a weak or mis-prompted generator? see "
+        f"expertlens.datasets.{dataset}.prompt / max_new_tokens / generator). Per concept:\n  " + "\n  ".join(lines))

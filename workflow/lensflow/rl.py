@@ -11,10 +11,15 @@ the round is batch_size * num_generations completions. `mini_batch_size` (prompt
 round into batch_size / mini_batch_size optimizer steps, like PPO's mini-batches, and
 `num_iterations` re-uses a round that many times (PPO's ppo_epochs). A "step" everywhere here
 (max_steps, warmup_steps, TSV rows) is one optimizer step, TRL's global_step.
+
+Prompts (split_prompts): the evaluation's held-out prompts are split off the review corpus first,
+and training takes its prompts from what is left, so max_steps <= 0 (one epoch over the prompts)
+can never eat the evaluation's share.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -27,8 +32,10 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from .config import rl_prompt_shortfall, rl_train_prompts
 from .io import clear_stale
 from .models import MANIFEST, describe
+from .prompts import review_prompts
 from .rewards import make_vader_reward_fn
 from .runtime import nonfinite_loss_guard, seed_everything
 
@@ -139,6 +146,73 @@ class TsvLogger(TrainerCallback):
             self._fh.close()
             self._fh = None
             self.partial.replace(self.path)
+
+
+def train_prompt_count(h: RLHyper, n_prompts: int | None) -> int | None:
+    """Training prompts a run asks for: n_prompts when set, else just enough for max_steps; None
+    when max_steps <= 0 (one epoch over every prompt left after the held-out part)."""
+    return rl_train_prompts(asdict(h), n_prompts)
+
+
+@dataclass(frozen=True)
+class PromptSplit:
+    """The VADER task's prompts, split before training: `heldout` only for evaluation, `train` for
+    the policy. `sizes` is the record both the training and the evaluation outputs carry."""
+
+    heldout: list[str]
+    train: list[str]
+    sizes: dict
+
+
+def split_prompts(texts, tokenizer, n_heldout: int, n_train: int | None, *, min_train: int, min_chars: int,
+                  prompt_tokens, seed: int, task: str) -> PromptSplit:
+    """Held-out evaluation prompts and training prompts of an RL task, from one review corpus.
+
+    Reviews are deduplicated by content (a repeated review would otherwise sit on both sides) and
+    put in prompts.review_prompts' seeded order. Positions [0, n_heldout) are the held-out prompts,
+    fixed first, so they do not depend on how many prompts training then takes (max_steps <= 0
+    takes all the rest). Training takes the following positions, n_train of them (None: all),
+    skipping any prompt whose text equals a held-out one (different reviews can open with the same
+    words); the skipped count is in `sizes`. Training (lfp_rl) and evaluation (rl_eval) both call
+    this, so the evaluation's prompts are exactly the ones training left alone.
+
+    Raises ValueError naming the config keys when the corpus cannot supply n_heldout held-out and
+    n_train (None: at least min_train, one batch) training prompts: for hub data the size is known
+    only here, at the first job that reads it (config.finetune_problems checks max_rows before).
+    """
+    unique = list(dict.fromkeys(t for t in texts if isinstance(t, str)))
+    n_long = sum(len(t) > min_chars for t in unique)
+    kw = dict(min_chars=min_chars, prompt_tokens=tuple(prompt_tokens), seed=seed)
+
+    def short(have: str) -> ValueError:
+        return ValueError(rl_prompt_shortfall(task, have, n_heldout, n_train, min_train, min_chars))
+
+    if n_long < n_heldout + (n_train or min_train):
+        raise short(f"the review table has {n_long} distinct reviews that long ({len(texts)} rows)")
+    heldout = review_prompts(unique, tokenizer, n_heldout, **kw)
+    train, end, dropped = _train_part(unique, tokenizer, n_heldout, n_long, n_train, set(heldout), kw)
+    if len(train) < (n_train or min_train):
+        raise short(f"after the held-out part only {len(train)} training prompts are left ({dropped} more were "
+                    f"the same text as a held-out prompt; the table has {n_long} distinct reviews that long)")
+    sizes = {"n_texts": len(texts), "n_unique_long": n_long, "n_heldout": n_heldout, "n_train": len(train),
+             "n_train_dropped_as_heldout": dropped, "n_unused": n_long - end,
+             "heldout_sha256": hashlib.sha256("\0".join(heldout).encode()).hexdigest()}
+    return PromptSplit(heldout, train, sizes)
+
+
+def _train_part(unique, tokenizer, start: int, n_long: int, n_train: int | None, heldout: set, kw: dict):
+    """(training prompts, first position not looked at, prompts skipped as held-out texts): positions
+    from `start` on, until n_train are kept (None: to the end). Tokenizes only what it needs, so a
+    short run does not pay for the whole corpus."""
+    train, pos, dropped = [], start, 0
+    while pos < n_long and (n_train is None or len(train) < n_train):
+        take = n_long - pos if n_train is None else min(n_train - len(train), n_long - pos)
+        chunk = review_prompts(unique, tokenizer, take, start=pos, **kw)
+        pos += take
+        kept = [p for p in chunk if p not in heldout]
+        train += kept
+        dropped += len(chunk) - len(kept)
+    return train, pos, dropped
 
 
 def plan_steps(n_prompts: int, h: RLHyper) -> dict:

@@ -9,7 +9,6 @@ its prompt.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,11 +16,9 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-from .prompts import review_prompts
 from .rewards import lexicon_word_counts
+from .rl import split_prompts
 from .stats import bootstrap_mean_diff, mean_ci
-
-log = logging.getLogger("lensflow")
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -121,20 +118,32 @@ def rolling_reward(log_df: pd.DataFrame, window: int = 10, column: str = "reward
 
 def heldout_prompts(texts: Sequence[str], tokenizer, tuned_manifest: dict, n_prompts: int, min_chars: int,
                     prompt_tokens, seed: int) -> tuple[list[str], dict]:
-    """Evaluation prompts that the tuned model never trained on, and how they were chosen.
+    """The first n_prompts of the held-out prompts the tuned model's training split off, and the
+    split's record (sizes, n_eval) for the outputs' metadata.
 
-    When the tuned manifest records its training prompts (source.prompts: seed, n_prompts,
-    min_chars, prompt_tokens; written by the lfp_rl script), take the next n_prompts of the same
-    seeded order (prompts.review_prompts, start = n_train): disjoint by construction. Otherwise
-    fall back to the order of seed + 1 (may overlap training prompts; logged).
+    The split is recomputed with rl.split_prompts, the function training used, from what the tuned
+    manifest records (source.prompts, written by the lfp_rl script); it must come out the same
+    (held-out hash, training count), else the review table or the settings changed since training
+    and the prompts would no longer be the ones training left alone: that is an error, as is a
+    manifest without the record or an evaluation asking for more than was held out.
     """
-    train = tuned_manifest.get("source", {}).get("prompts")
-    if train and int(train.get("min_chars", -1)) == int(min_chars) and train.get("seed") is not None:
-        start, s = int(train["n_prompts"]), int(train["seed"])
-        how = {"rule": "next slice of the training order", "seed": s, "start": start}
-    else:
-        start, s = 0, seed + 1
-        how = {"rule": "seed + 1 order (training prompts unknown; may overlap)", "seed": s, "start": 0}
-        log.warning("tuned model records no training prompts with min_chars=%s; eval prompts use seed %d", min_chars, s)
-    prompts = review_prompts(texts, tokenizer, n_prompts, min_chars, tuple(prompt_tokens), seed=s, start=start)
-    return prompts, how
+    source = tuned_manifest.get("source", {})
+    rec, task, name = source.get("prompts") or {}, source.get("task", "<task>"), tuned_manifest.get("name")
+    if "heldout_sha256" not in rec:
+        raise ValueError(f"tuned model {name!r} records no held-out prompt split (source.prompts in its "
+                         f"lensflow_model.json); rerun lfp_rl for it")
+    asked = {"seed": seed, "min_chars": min_chars, "prompt_tokens": list(prompt_tokens)}
+    changed = {k: (rec.get(k), v) for k, v in asked.items() if rec.get(k) != v}
+    if changed:
+        raise ValueError(f"tuned model {name!r} was trained with other prompt settings (trained, now): {changed}; "
+                         f"rerun lfp_rl")
+    if n_prompts > rec["n_heldout"]:
+        raise ValueError(f"finetune.eval.n_prompts={n_prompts} but training of {name!r} held out only "
+                         f"{rec['n_heldout']} prompts; rerun lfp_rl")
+    split = split_prompts(texts, tokenizer, rec["n_heldout"], rec["n_train"], min_train=rec["n_train"],
+                          min_chars=min_chars, prompt_tokens=prompt_tokens, seed=seed, task=task)
+    differs = {k: (rec[k], split.sizes[k]) for k in ("heldout_sha256", "n_train") if rec[k] != split.sizes[k]}
+    if differs:
+        raise ValueError(f"the review table gives another prompt split than training of {name!r} saw "
+                         f"(recorded, now): {differs}; rerun lfp_rl")
+    return split.heldout[:n_prompts], {**split.sizes, "n_eval": n_prompts}

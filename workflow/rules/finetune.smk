@@ -66,6 +66,7 @@ rule lfp_rl:
         task=lambda wc: wc.task,
         method=lambda wc: ft_task(wc.task)["method"],
         n_prompts=lambda wc: ft_task(wc.task).get("n_prompts"),
+        n_heldout=FT["eval"]["n_prompts"],  # split off before training: lfp_rl_eval's prompts
         min_chars=FT["min_chars"],
         prompt_tokens=FT["prompt_tokens"],
         hyper=lambda wc: ft_task(wc.task)["hyper"],

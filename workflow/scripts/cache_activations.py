@@ -18,7 +18,7 @@ def main(sm):
             manifest.get("source", {}).get("revision"), "corpus": p.corpus, "seed": p.seed}
     info = cache_activations(model, tok, texts, CacheSpec(**p.spec), sm.output[0], batch_size=p.batch_size,
                              max_length=p.max_length, device=device, bf16_autocast=p.bf16_autocast,
-                             rows_per_group=p.rows_per_group, meta=meta)
+                             rows_per_group=p.rows_per_group, meta=meta, source=sm.input.texts)
     log.info("%s on %s: %d modules, %d tokens, device %s", p.model, p.corpus, len(info["modules"]),
              info["n_tokens"], device)
 

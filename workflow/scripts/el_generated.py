@@ -6,8 +6,10 @@ timeout, max_retries), cache_dir (openai: every response cached there), n_positi
 min_positive, prompt, max_new_tokens, temperature, top_p, batch_size (local), seed, generator
 (a name for logs and metadata) -> output.sentences (text_id, text), output.membership (concept,
 text_id, label). Concepts with fewer than min_positive generated sentences are dropped (logged,
-`dropped` in the metadata). A local model uses CUDA when the job has a gpu and CUDA exists; the
-endpoint's API key is read from the environment only, never written.
+`dropped` in the metadata); when none is left the job fails before writing anything, naming the
+data set (wildcards.dataset) and each concept's rejection reasons (generate.require_usable). A
+local model uses CUDA when the job has a gpu and CUDA exists; the endpoint's API key is read from
+the environment only, never written.
 """
 
 import time
@@ -58,9 +60,8 @@ def main(sm):
                for c, v in got.items() if len(v) < p.min_positive}
     for c, why in dropped.items():
         log.info("dropped concept %r: %s", c, why)
+    generate.require_usable(sm.wildcards.dataset, p.generator, got, stats, p.min_positive)  # before anything is written
     positives = {c: v for c, v in got.items() if c not in dropped}
-    if not positives:
-        log.warning("no concept kept: the generator never wrote a usable sentence (prompt? max_new_tokens?)")
     sents, member = concepts.build_bank(positives, p.n_negative, p.seed)
     log.info("generated bank: %d concepts (%d dropped), %d sentences", len(positives), len(dropped), len(sents))
     meta = {"dataset": "generated", "synthetic": True, "generator": p.generator, "backend": p.backend,

@@ -8,9 +8,10 @@ Snakemake rule `lfp_rl_eval`:
   -> output.rewards (tidy: policy, mean, ci_low, ci_high, n, p, interval; "tuned - base" row),
      output.completions (policy, prompt_id, sample, prompt, completion, reward),
      output.words (word, value, count_base, count_tuned: lexicon words in the completions, Fig. 4).
-Held-out prompts: the slice after the training prompts in the same seeded order, read from the
-tuned model's manifest (rl_eval.heldout_prompts); without that record, the order of seed + 1.
-Both policies get the same prompts and the same sampling seed.
+Held-out prompts: the first params.n_prompts of the prompts the training split off before taking
+its own, recomputed from the tuned model's manifest and checked against it (rl_eval.heldout_prompts);
+the split's sizes go into every output's metadata (prompts). Both policies get the same prompts and
+the same sampling seed.
 """
 
 import json
@@ -34,11 +35,11 @@ def main(sm):
     reward_fn = make_vader_reward_fn(lexicon, include_prompt=True)  # as in training: prompt + completion
 
     tuned_manifest = json.loads((Path(sm.input.tuned) / models.MANIFEST).read_text())
-    frames, prompts, how = [], None, None
+    frames, prompts, split = [], None, None
     for policy, folder in (("base", sm.input.base), ("tuned", sm.input.tuned)):
         model, tok, _ = models.load(folder, device=device)
         if prompts is None:  # one prompt set for both (the tuned model keeps the base tokenizer)
-            prompts, how = heldout_prompts(texts, tok, tuned_manifest, p.n_prompts, p.min_chars, p.prompt_tokens, p.seed)
+            prompts, split = heldout_prompts(texts, tok, tuned_manifest, p.n_prompts, p.min_chars, p.prompt_tokens, p.seed)
         df = sample_completions(model, tok, prompts, p.n_samples, p.min_new_tokens, p.max_new_tokens, seed=p.seed,
                                 device=device, batch_size=p.get("batch_size", 32))
         df["reward"] = reward_fn(prompts=df["prompt"].tolist(), completions=df["completion"].tolist())
@@ -49,8 +50,7 @@ def main(sm):
     comp = pd.concat(frames, ignore_index=True)
     base, tuned = (comp.loc[comp["policy"] == k] for k in ("base", "tuned"))
 
-    meta = {"prompts": {**how, "n_prompts": len(prompts), "min_chars": p.min_chars,
-                        "prompt_tokens": list(p.prompt_tokens)},
+    meta = {"prompts": {**split, "seed": p.seed, "min_chars": p.min_chars, "prompt_tokens": list(p.prompt_tokens)},
             "n_samples": p.n_samples, "min_new_tokens": p.min_new_tokens, "max_new_tokens": p.max_new_tokens,
             "sampling": "pure (temperature 1, top_k 0, top_p 1)", "seed": p.seed,
             "tuned": tuned_manifest.get("name"), "base": str(sm.input.base)}
