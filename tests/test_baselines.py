@@ -109,6 +109,72 @@ def test_input_embedding_tokenises_with_leading_space():
     assert seen == [([" cat", " dog"], {"add_special_tokens": False})]
 
 
+def tied_model():
+    """A tiny GPT-Neo: input embedding tied to the output head (saved once, under transformer.wte)."""
+    import torch
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    torch.manual_seed(4)
+    cfg = GPTNeoConfig(vocab_size=tiny_tokenizer().vocab_size, hidden_size=16, num_layers=2, num_heads=2,
+                       attention_types=[[["global", "local"], 1]], max_position_embeddings=64, window_size=8)
+    return GPTNeoForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("family", ["llama", "neox", "tied", "sharded"])
+def test_input_embedding_is_read_from_the_folder_without_the_model(tmp_path, monkeypatch, family):
+    """Only the embedding tensor is read (and of it only the rows asked for); no model is loaded."""
+    import safetensors
+    import transformers
+
+    model = tied_model() if family == "tied" else tiny_model("neox" if family == "neox" else "llama")
+    model.save_pretrained(tmp_path, **({"max_shard_size": "4KB"} if family == "sharded" else {}))
+    if family == "sharded":
+        assert (tmp_path / "model.safetensors.index.json").is_file()
+    read = []
+
+    class Spy:
+        def __init__(self, *a, **kw):
+            self.f = safetensors.safe_open(*a, **kw)
+
+        def __enter__(self):
+            self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def keys(self):
+            return self.f.keys()
+
+        def get_tensor(self, name):
+            read.append((name, None))
+            return self.f.get_tensor(name)
+
+        def get_slice(self, name):
+            read.append((name, "slice"))
+            return self.f.get_slice(name)
+
+    monkeypatch.setattr(baselines, "safe_open", Spy)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **kw: pytest.fail("the whole model was loaded"))
+    emb = baselines.InputEmbedding(tmp_path)
+    weight = model.get_input_embeddings().weight.detach()  # [vocab, 16]
+    assert emb.shape == tuple(weight.shape)
+    assert {n for n, _ in read} <= {emb.name} and emb.name.endswith(".weight")
+    vectors, n_sub = baselines.input_embedding_vectors(emb, tiny_tokenizer(), ["cat", "good film", "zebra"])
+    assert {n for n, _ in read} == {emb.name} and all(how == "slice" for _, how in read)
+    want, _ = baselines.input_embedding_vectors(model, tiny_tokenizer(), ["cat", "good film", "zebra"])
+    assert set(vectors) == set(want) == {"cat", "good film"} and n_sub["good film"] == 2
+    for w in want:
+        np.testing.assert_array_equal(vectors[w], want[w])  # the same rows, the same mean
+
+
+def test_input_embedding_names_the_folder_when_it_has_no_weights(tmp_path):
+    tiny_model("llama").config.save_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        baselines.InputEmbedding(tmp_path)
+
+
 # --- sentence embeddings ----------------------------------------------------------------------
 
 
@@ -163,8 +229,11 @@ def test_words_script(tmp_path):
     assert meta["seed"] == 3
 
 
-def test_embeddings_script(tmp_path):
+def test_embeddings_script(tmp_path, monkeypatch):
     folder = save_tiny(tmp_path / "tiny")
+    from lensflow import models
+
+    monkeypatch.setattr(models, "load", lambda *a, **kw: pytest.fail("the whole model was loaded"))
     concepts = concepts_table(tmp_path / "c.parquet", ["cat", "dog", "film", "zebra"], [True] * 4)
     out = tmp_path / "emb.parquet"
     run_script("el_baseline_embeddings", input=SimpleNamespace(model=str(folder), concepts=concepts),

@@ -72,3 +72,51 @@ def test_pair_values_covered_only():
     df = pd.DataFrame({"word_a": ["dog", "x"], "word_b": ["car", "cat"], "human": [12.0, 40.0]})
     out = pair_values(m, names, df)
     assert out.to_dict("list") == {"word_a": ["dog"], "word_b": ["car"], "human": [12.0], "value": [5.0]}
+
+
+# --- float32 AP matrices: no float64 copy, the same results -----------------------------------
+
+
+def test_float32_thresholds_match_the_float64_comparison():
+    """AP > tau decided as on the exact float64 values, also where float32(tau) rounds up (0.1)."""
+    taus = [0.1, 0.3, 0.5, 0.7, 0.9, 1 / 3]
+    edges = [np.float32(t) for t in taus] + [np.nextafter(np.float32(t), np.float32(v)) for t in taus for v in (0, 1)]
+    rng = np.random.default_rng(2)
+    ap = np.concatenate([np.array(edges, dtype=np.float32), rng.random(500, dtype=np.float32), [np.nan]])[None, :]
+    for tau in taus:
+        masks, _ = expert_sets(ap, tau)
+        np.testing.assert_array_equal(masks, ap.astype(np.float64) > tau)
+        masks_df, _ = expert_sets(pd.DataFrame(ap), tau)
+        np.testing.assert_array_equal(masks_df, masks)
+
+
+def test_float32_similarities_equal_those_of_the_float64_copy():
+    from lensflow.expertlens import similarities
+
+    rng = np.random.default_rng(3)
+    ap = rng.beta(0.5, 2.0, size=(9, 700)).astype(np.float32)
+    ap[4] = 0.0  # no direction: NaN cosine
+    names = [f"c{i}" for i in range(9)]
+    got = similarities(names, ap, [0.3, 0.5, 0.1])
+    want = similarities(names, ap.astype(np.float64), [0.3, 0.5, 0.1])
+    pd.testing.assert_frame_equal(got, want)  # exactly: the blocks are summed in float64 either way
+    np.testing.assert_array_equal(cosine_matrix(ap, chunk_size=64), cosine_matrix(ap.astype(np.float64), chunk_size=64))
+    with pytest.raises(ValueError, match="NaN"):
+        cosine_matrix(np.array([[0.5, np.nan]], dtype=np.float32), chunk_size=1)
+
+
+def test_similarities_of_a_float32_matrix_make_no_whole_copy_of_it():
+    """Peak extra memory: bool masks ([c, units], a quarter of the float32 matrix each; the
+    previous tau's is alive while the next is made) and one block, never a float64 copy (2x)."""
+    import tracemalloc
+
+    from lensflow.expertlens import similarities
+
+    rng = np.random.default_rng(4)
+    ap = rng.random((40, 250_000), dtype=np.float32)  # 40 MB
+    names = [f"c{i}" for i in range(40)]
+    tracemalloc.start()
+    similarities(names, ap, [0.5, 0.9])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 0.7 * ap.nbytes, peak  # a float64 copy alone would be 2 x ap.nbytes

@@ -5,6 +5,10 @@ this module only; the test skips only when apt cannot install it. The workflow i
 `--profile profiles/slurm` as shipped: the partitions come from LENSFLOW_SLURM_PARTITION /
 LENSFLOW_SLURM_GPU_PARTITION, and the cluster has no job accounting, hence
 `--slurm-status-command squeue` (what profiles/README.md tells such clusters to add).
+
+Without a cluster: paper.yaml dry-run under the profile, each job's resources as Snakemake resolved
+them (the `resources:` lines it prints): GPU jobs and only those on the GPU partition, and the
+memory of jobs that load a model sized from the model.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pytest
 import yaml
 
 from failure_logs import failure_report
+from run_checks import planned_jobs
 from slurm_cluster import LocalSlurm, ensure_slurm
 from workflow_helpers import ROOT, SNAKEMAKE, TINY, tiny_workdir
 
@@ -119,17 +124,123 @@ def test_failed_slurm_job_shows_its_logs(cluster, tmp_path):
     assert not (work / "results/models/broken").exists()
 
 
-def test_profile_sends_every_gpu_rule_to_the_gpu_partition():
-    """A rule with gpu=1 missing from the profile's set-resources would land on the CPU partition."""
+def dry_run_resources(out: str) -> list[dict]:
+    """Every job of a dry-run's printout: {"rule", "input" (the line), "wildcards": {}, "resources": {}}."""
+    jobs, job = [], None
+    for line in out.splitlines():
+        m = re.match(r"(?:local)?rule (\w+):$", line)
+        if m:
+            job = {"rule": m.group(1), "input": "", "wildcards": {}}
+        elif job and line.startswith("    input: "):
+            job["input"] = line.split(": ", 1)[1]
+        elif job and line.startswith("    wildcards: "):
+            job["wildcards"] = dict(kv.split("=", 1) for kv in line.split(": ", 1)[1].split(", "))
+        elif job and line.startswith("    resources: "):
+            job["resources"] = dict(kv.split("=", 1) for kv in line.split(": ", 1)[1].split(", "))
+            jobs.append(job)
+            job = None
+    return jobs
+
+
+def plan_under_profile(work, config, *targets):
+    """Dry-run of `config` under profiles/slurm, the partitions set: (jobs as dry_run_resources, output)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "LENSFLOW_SLURM_PARTITION": "cpu-q", "LENSFLOW_SLURM_GPU_PARTITION": "gpu-q"}
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(config),
+           "--profile", str(ROOT / "profiles" / "slurm"), "-n", *targets]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    return dry_run_resources(out), out
+
+
+@pytest.fixture(scope="module")
+def paper_plan(tmp_path_factory):
+    """Every job of paper.yaml as planned under profiles/slurm (nothing exists: the whole DAG)."""
+    jobs, out = plan_under_profile(tmp_path_factory.mktemp("paper"), ROOT / "config" / "paper.yaml")
+    assert len(jobs) == sum(planned_jobs(out).values()) > 300  # every planned job printed its resources
+    return jobs
+
+
+def gpus(job) -> int:
+    return int(job["resources"].get("gpu", 0))
+
+
+def test_paper_dry_run_sends_every_gpu_job_and_only_those_to_the_gpu_partition(paper_plan):
+    """Each job's resources as resolved by Snakemake, under profiles/slurm: gpu > 0 <=> GPU partition.
+
+    Read from the dry-run, so `gpu` inherited through `use rule` (the base control) or computed from
+    the config (a local or remote generator, rewriter, explainer) counts as the job sees it."""
+    gpu_rules = {j["rule"] for j in paper_plan if gpus(j) > 0}
+    cpu_rules = {j["rule"] for j in paper_plan if gpus(j) == 0}
+    # the cases a list of rule names missed or cannot express: inherited gpu=1, gpu computed per job
+    assert {"cache_activations", "lfp_dpo", "lfp_base_activations", "lfp_base_sae",
+            "lfp_base_probe_data", "el_dataset_generated"} <= gpu_rules
+    assert {"lfp_triples", "materialise_model", "el_expertise"} <= cpu_rules  # paper.yaml's rewriter is remote
+    wrong = sorted({(j["rule"], gpus(j), j["resources"].get("slurm_partition")) for j in paper_plan
+                    if j["resources"].get("slurm_partition") != ("gpu-q" if gpus(j) > 0 else "cpu-q")})
+    assert wrong == []
+    # nothing to keep in sync: the profile names no rule to route
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    gpu_rules = set()
-    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=\s*rule \w+:)", smk.read_text()):
-            m = re.match(r"\s*rule (\w+):", block)
-            if m and re.search(r"^\s+gpu=1,", block, re.M):
-                gpu_rules.add(m.group(1))
-    assert {"cache_activations", "lfp_rl", "lfp_dpo"} <= gpu_rules
-    routed = {r for r, res in profile["set-resources"].items() if "LENSFLOW_SLURM_GPU_PARTITION" in
-              str(res.get("slurm_partition"))}
-    assert sorted(gpu_rules - routed) == []
-    assert "LENSFLOW_SLURM_PARTITION" in profile["default-resources"]["slurm_partition"]
+    assert not any("slurm_partition" in r for r in (profile.get("set-resources") or {}).values())
+
+
+# Parameters (billions) and bytes per parameter (registry dtype) of paper.yaml's models, from their
+# hub configs: a job that loads a model must ask for at least twice its weights (loading then
+# moving, policy + reference). Checked here independently of the workflow's own size table.
+PAPER_WEIGHTS = {"pythia-70m": (0.070, 4), "pythia-160m": (0.162, 4), "gpt-neo-125m": (0.125, 4),
+                 "pythia-1b": (1.01, 4), "pythia-12b": (11.8, 2), "gemma-2b-it": (2.5, 4)}
+
+
+# Rules that take a model folder as input for its manifest or tokenizer only, never its weights.
+READ_NO_WEIGHTS = {"inventory", "el_alignment", "fig_el_expert_layers", "lfp_records"}
+
+
+def loaded_models(job) -> set[str]:
+    """Registry models (checkpoints and tuned policies by their base) whose weights a job reads or writes."""
+    found = re.findall(r"results/models/([^/,\s@]+)(?:@\w+)?(?=[,\s]|$)", job["input"])
+    found += re.findall(r"results/finetune/([^/,\s]+)/[^/,\s]+/model(?=[,\s]|$)", job["input"])
+    if job["rule"] == "materialise_model":
+        found.append(job["wildcards"]["model"].split("@")[0])
+    return set(found)
+
+
+def test_paper_jobs_ask_for_the_memory_of_the_model_they_load(paper_plan):
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    cpu_mb = config["resources"]["cpu_job"]["mem_mb"]
+    seen, materialise = set(), {}
+    for job in paper_plan:
+        mem = int(job["resources"]["mem_mb"])
+        if job["rule"] == "el_baseline_embedding":  # reads the embedding rows it needs, not the model
+            assert mem == cpu_mb, job  # declared (it had Snakemake's default of 4 GB)
+            continue
+        if job["rule"] in READ_NO_WEIGHTS:
+            continue
+        for m in loaded_models(job):
+            seen.add(m)
+            params_b, nbytes = PAPER_WEIGHTS[m]
+            assert mem >= 2 * params_b * 1e9 * nbytes / 1e6, (m, job)
+        if job["rule"] == "materialise_model":
+            materialise[job["wildcards"]["model"]] = mem
+    assert seen == set(PAPER_WEIGHTS)
+    # the 12b and its checkpoints outgrow the CPU family's 16 GB when materialised; the 70m does not
+    assert materialise["pythia-70m"] == materialise["pythia-70m@step1"] == cpu_mb
+    assert materialise["pythia-12b"] == materialise["pythia-12b@step1"] > 2 * 11.8e9 * 2 / 1e6
+
+
+def test_model_size_comes_from_the_config_when_given(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    cfg["resources"]["model_memory"] = {"params_b": {"pythia-70m": 100}, "overhead_mb": 1000, "copies": 2}
+    config = tmp_path / "paper-big-70m.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    jobs, _ = plan_under_profile(tmp_path, config, "results/models/pythia-70m",
+                                 "results/models/pythia-70m@step1000", "results/models/pythia-160m")
+    mem = {j["wildcards"]["model"]: int(j["resources"]["mem_mb"]) for j in jobs}
+    # 1000 + 2 x 100e9 x 4 B, for the model and its checkpoints alike; the 160m keeps the 16 GB floor
+    assert mem == {"pythia-70m": 801000, "pythia-70m@step1000": 801000, "pythia-160m": 16000}
+    cfg["resources"]["model_memory"]["params_b"] = {"pythia-7O0m": 1}
+    config.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                          str(config), "-n", "results/models/pythia-70m"], capture_output=True, text=True, env=env)
+    assert res.returncode != 0 and "resources.model_memory.params_b.pythia-7O0m" in res.stdout + res.stderr

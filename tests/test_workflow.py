@@ -1,6 +1,8 @@
 """The workflow as a whole: dry-runs of the shipped configs, lint, formatting, bad config, tiny run."""
 
 import json
+import math
+import re
 import subprocess
 import sys
 
@@ -58,6 +60,32 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert res.returncode != 0
     assert "activations.targets.0.model" in res.stdout + res.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_local_model_memory_counts_the_parameters_in_its_safetensors(tmp_path):
+    """A local model's size is known at planning time from its safetensors headers (no weight read);
+    its checkpoints and the policies tuned from it ask for memory by their own/base model's size."""
+    from tiny_models import tiny_model
+
+    work = tiny_workdir(tmp_path / "work")
+    cfg = yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text())
+    cfg["resources"]["model_memory"] = {"overhead_mb": 0, "copies": 100000}  # make the weights show
+    config = tmp_path / "tiny-mem.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    targets = ["results/models/tiny-llama", "results/models/tiny-llama-3",
+               "results/finetune/tiny-llama/vader/train_log.tsv"]
+    res = snakemake(work, "-n", "--cores", "2", *targets, configfile=config)
+    assert res.returncode == 0, res.stderr[-3000:]
+    mem = {}
+    for block in (res.stdout + res.stderr).split("\nrule ")[1:]:
+        wc = re.search(r"wildcards: model=([^,\s]+)", block)
+        if wc:
+            mem[block.split(":", 1)[0], wc.group(1)] = int(re.search(r"resources: .*?\bmem_mb=(\d+)", block).group(1))
+    n2, n3 = (sum(p.numel() for p in tiny_model("llama", n_layers=n).parameters()) for n in (2, 3))
+    assert mem["materialise_model", "tiny-llama"] == math.ceil(100000 * n2 * 4 / 1e6)
+    assert mem["materialise_model", "tiny-llama-3"] == math.ceil(100000 * n3 * 4 / 1e6) > mem[
+        "materialise_model", "tiny-llama"]
+    assert mem["lfp_rl", "tiny-llama"] == mem["materialise_model", "tiny-llama"]
 
 
 @pytest.fixture(scope="module")

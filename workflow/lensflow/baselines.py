@@ -17,12 +17,14 @@ and has no rows; it is never given a made-up vector.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import safe_open
 
 from .assets import package_dir
 
@@ -119,10 +121,67 @@ def sentence_vectors(sentences_by_concept, model_path=None, batch_size=64, devic
 # The model's own input embeddings
 
 
+class InputEmbedding:
+    """A model folder's input embedding matrix, read from its safetensors without loading the model.
+
+    Which tensor it is comes from the architecture: the model is built from config.json on the
+    meta device (no memory), and its get_input_embeddings() module names the weight (e.g.
+    gpt_neox.embed_in.weight; model.embed_tokens.weight; transformer.wte.weight, which a tied head
+    shares). Only the rows asked for are read (safetensors slices), in the stored dtype cast to the
+    manifest's registry dtype, as models.load would give them. Pythia-12B: ~10 KB per row instead
+    of the 24 GB model.
+    name: the tensor's key in the files; shape: (vocab, d_model).
+    """
+
+    def __init__(self, folder):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from .models import DTYPES, MANIFEST
+
+        self.folder = Path(folder)
+        files = sorted(self.folder.glob("*.safetensors"))
+        if not (self.folder / "config.json").is_file() or not files:
+            raise FileNotFoundError(f"{self.folder}: not a model folder (no config.json or no *.safetensors weights)")
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(self.folder))
+        emb = model.get_input_embeddings()
+        wanted = next(n for n, m in model.named_modules() if m is emb) + ".weight"
+        index = self.folder / "model.safetensors.index.json"
+        if index.is_file():
+            where = {k: self.folder / f for k, f in json.loads(index.read_text())["weight_map"].items()}
+        else:
+            where = {}
+            for f in files:
+                with safe_open(str(f), framework="pt") as fh:
+                    where.update(dict.fromkeys(fh.keys(), f))
+        # a checkpoint saved from the bare base model has no `gpt_neox.` prefix, one saved whole has it
+        found = [wanted] if wanted in where else [k for k in where if wanted.endswith("." + k) or
+                                                   k.endswith("." + wanted)]
+        if len(found) != 1:
+            raise KeyError(f"{self.folder}: no single tensor for the input embedding {wanted!r} "
+                           f"(candidates {found}, {len(where)} tensors)")
+        self.name, self.file = found[0], where[found[0]]
+        with safe_open(str(self.file), framework="pt") as fh:
+            self.shape = tuple(fh.get_slice(self.name).get_shape())
+        manifest = json.loads((self.folder / MANIFEST).read_text()) if (self.folder / MANIFEST).is_file() else {}
+        self.dtype = DTYPES[manifest.get("source", {}).get("dtype", "float32")]
+
+    def rows(self, ids) -> torch.Tensor:
+        """[len(ids), d_model] rows of the given token ids, in the registry dtype."""
+        with safe_open(str(self.file), framework="pt") as fh:
+            sl = fh.get_slice(self.name)
+            out = [sl[i : i + 1] for i in ids]  # one row each: [1, d_model]
+        if not out:
+            return torch.zeros((0, self.shape[1]), dtype=self.dtype)
+        return torch.cat(out).to(self.dtype)
+
+
 @torch.no_grad()
-def input_embedding_vectors(model, tokenizer, words) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def input_embedding_vectors(embedding, tokenizer, words) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Concept vector = mean of the model's input embedding rows over the word's sub-tokens.
 
+    embedding: an InputEmbedding (a model folder's matrix, only the needed rows read), a loaded
+      model (its get_input_embeddings()), or a [vocab, d_model] tensor.
     Each word is tokenised as " word" (leading space, no special tokens): that is how a concept
     word appears mid-sentence, which is where the sentences put it, and for byte-level BPE
     (Ġword) and SentencePiece (▁word) vocabularies it is the form most likely to be one token.
@@ -131,18 +190,20 @@ def input_embedding_vectors(model, tokenizer, words) -> tuple[dict[str, np.ndarr
     Returns (vectors: word -> float32 [d_model], n_subtokens: word -> number of sub-tokens, for
     every word). A word that tokenises to nothing or to the unknown token gets no vector.
     """
-    weight = model.get_input_embeddings().weight  # [vocab, d_model]
+    if hasattr(embedding, "get_input_embeddings"):
+        embedding = embedding.get_input_embeddings().weight  # [vocab, d_model]
     words = list(dict.fromkeys(words))
     ids = tokenizer([" " + w for w in words], add_special_tokens=False)["input_ids"]  # ragged list
     unk = tokenizer.unk_token_id
-    vectors, n_subtokens = {}, {}
-    for w, tok_ids in zip(words, ids):
-        n_subtokens[w] = len(tok_ids)
-        if not tok_ids or (unk is not None and unk in tok_ids):
-            continue
-        rows = weight[torch.as_tensor(tok_ids, device=weight.device)]  # [n_sub, d_model]
-        vectors[w] = rows.float().mean(dim=0).cpu().numpy()  # [d_model]
-    return vectors, n_subtokens
+    usable = {w: t for w, t in zip(words, ids) if t and (unk is None or unk not in t)}
+    needed = sorted({i for t in usable.values() for i in t})
+    if isinstance(embedding, torch.Tensor):
+        table = embedding[torch.as_tensor(needed, dtype=torch.long, device=embedding.device)]  # [n_needed, d]
+    else:
+        table = embedding.rows(needed)  # [n_needed, d_model]
+    row = {i: k for k, i in enumerate(needed)}
+    vectors = {w: table[[row[i] for i in t]].float().mean(dim=0).cpu().numpy() for w, t in usable.items()}
+    return vectors, {w: len(t) for w, t in zip(words, ids)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,37 +9,56 @@ units so a [n_concepts, millions of units] matrix is never copied whole.
 import numpy as np
 import pandas as pd
 
-# Units per block in the Gram products: 1000 concepts x 16384 units x 4 bytes = 64 MB per
+# Units per block in the Gram products: 1000 concepts x 16384 units x 8 bytes = 128 MB per
 # block. float32 sums of 0/1 are exact up to 2**24 > block size, so the intersection counts
 # are exact (blocks are then added in float64).
 DEFAULT_CHUNK = 16384
 
 
+def _as_float(ap):
+    """A float array as it is (float32 stays float32: at paper scale the AP matrix is GBs, and a
+    float64 copy doubles it); any other dtype as float64."""
+    ap = np.asarray(ap)
+    return ap if np.issubdtype(ap.dtype, np.floating) else ap.astype(np.float64)
+
+
+def _threshold(tau, dtype):
+    """The largest `dtype` value <= tau: for x of that dtype, x > it exactly when float64(x) > tau
+    (float32(0.1) is just above 0.1, so comparing against it would drop x == float32(0.1))."""
+    t = np.asarray(tau, dtype=dtype)[()]
+    return np.nextafter(t, dtype.type(-np.inf)) if float(t) > tau else t
+
+
 def expert_sets(ap_by_concept, tau, names=None):
     """Boolean expert masks, one row per concept.
 
-    ap_by_concept: [n_concepts, n_units] AP matrix, ndarray or DataFrame (index = concept names).
+    ap_by_concept: [n_concepts, n_units] AP matrix, ndarray or DataFrame (index = concept names);
+      float32 is kept (no copy), the comparison being the exact float64 one.
     tau: threshold; a unit is an expert when AP > tau (strict, as in the paper's E_c).
     names: concept names for an ndarray input (default: the DataFrame index, else 0..n-1).
     Returns (masks [n_concepts, n_units] bool, names list[str-like]); NaN AP is never an expert.
     """
     if isinstance(ap_by_concept, pd.DataFrame):
         names = list(ap_by_concept.index) if names is None else list(names)
-        ap = ap_by_concept.to_numpy(dtype=np.float64)
+        ap = _as_float(ap_by_concept.to_numpy())
     else:
-        ap = np.asarray(ap_by_concept, dtype=np.float64)
+        ap = _as_float(ap_by_concept)
         names = list(range(ap.shape[0])) if names is None else list(names)
     if ap.ndim != 2 or len(names) != ap.shape[0]:
         raise ValueError(f"need [n_concepts, n_units] AP and one name per row, got {ap.shape}")
-    return ap > tau, names  # [n_concepts, n_units] bool (NaN > tau is False)
+    return ap > _threshold(tau, ap.dtype), names  # [n_concepts, n_units] bool (NaN > t is False)
 
 
-def _gram(x, chunk_size, dtype):
-    """x @ x.T accumulated over unit blocks in float64. x: [c, n_units]; returns [c, c]."""
+def _gram(x, chunk_size, dtype, no_nan=False):
+    """x @ x.T accumulated over unit blocks in float64. x: [c, n_units]; returns [c, c].
+
+    Only one [c, chunk_size] block is ever converted to `dtype`; no_nan: raise on a NaN in x."""
     c = x.shape[0]
     g = np.zeros((c, c), dtype=np.float64)  # [c, c]
     for lo in range(0, x.shape[1], chunk_size):
         b = x[:, lo : lo + chunk_size].astype(dtype)  # [c, chunk]
+        if no_nan and np.isnan(b).any():
+            raise ValueError("AP matrix contains NaN")
         g += b @ b.T
     return g
 
@@ -65,13 +84,12 @@ def jaccard_matrix(masks, chunk_size=DEFAULT_CHUNK):
 def cosine_matrix(ap, chunk_size=DEFAULT_CHUNK):
     """Pairwise cosine between AP vectors (threshold-free ExpertLens similarity).
 
-    ap: [n_concepts, n_units] float (NaN not allowed). Returns [c, c] float64; rows with zero
-    norm (all AP = 0, e.g. a concept without positives) get NaN in their row and column.
+    ap: [n_concepts, n_units] float (NaN not allowed); float32 is read block by block, each block
+    converted to float64, so the result equals that of a float64 copy without making one.
+    Returns [c, c] float64; rows with zero norm (all AP = 0, e.g. a concept without positives)
+    get NaN in their row and column.
     """
-    ap = np.asarray(ap, dtype=np.float64)
-    if np.isnan(ap).any():
-        raise ValueError("AP matrix contains NaN")
-    g = _gram(ap, chunk_size, np.float64)  # [c, c]
+    g = _gram(_as_float(ap), chunk_size, np.float64, no_nan=True)  # [c, c]
     norm = np.sqrt(np.diag(g))  # [c]
     with np.errstate(invalid="ignore"):
         cos = g / np.outer(norm, norm)  # [c, c]; a zero row gives 0/0 = NaN, as documented

@@ -16,8 +16,8 @@ rule cache_activations:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         model=lambda wc: wc.model,

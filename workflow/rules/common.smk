@@ -69,6 +69,145 @@ def job_resources(kind):
     return config["resources"][kind]
 
 
+# --- resources: GPU routing and the memory of jobs that load a model ----------------------
+import json
+import math
+import os
+import re
+
+
+def slurm_partition(n_gpus):
+    """The SLURM partition of a job asking for `n_gpus`: $LENSFLOW_SLURM_GPU_PARTITION when > 0,
+    else $LENSFLOW_SLURM_PARTITION. Unset, the variable's name reaches sbatch, which rejects it by
+    name (as the profile's default does); other executors ignore the resource."""
+    var = "LENSFLOW_SLURM_GPU_PARTITION" if n_gpus > 0 else "LENSFLOW_SLURM_PARTITION"
+    return os.environ.get(var) or f"${var}"
+
+
+def gpu_resources(n=1):
+    """`gpu` and the SLURM partition that follows from it, for a rule's `resources: **gpu_resources(n)`.
+
+    n: GPUs, an int or a function of the wildcards (0 where the job needs none, e.g. a remote
+    endpoint). Every rule that asks for a GPU declares it this way, so no list of rule names has to
+    follow the rules (tests/test_slurm.py checks every job of paper.yaml's dry-run)."""
+    if callable(n):
+        return {
+            "gpu": n,
+            "slurm_partition": lambda wildcards: slurm_partition(n(wildcards)),
+        }
+    return {"gpu": n, "slurm_partition": slurm_partition(n)}
+
+
+# Billions of parameters of hub models whose names round their size down (gemma-2b has 2.5B);
+# other hub ids, GGUF files and registry names are read by name (`...-1.4b`, `...-135M...`).
+HUB_PARAMS_B = {
+    "eleutherai/pythia-70m": 0.0704,
+    "eleutherai/pythia-160m": 0.162,
+    "eleutherai/pythia-410m": 0.405,
+    "eleutherai/pythia-1b": 1.012,
+    "eleutherai/pythia-1.4b": 1.415,
+    "eleutherai/pythia-2.8b": 2.775,
+    "eleutherai/pythia-6.9b": 6.857,
+    "eleutherai/pythia-12b": 11.846,
+    "eleutherai/gpt-neo-125m": 0.125,
+    "eleutherai/gpt-neo-1.3b": 1.316,
+    "google/gemma-2b": 2.506,
+    "google/gemma-2b-it": 2.506,
+    "google/gemma-7b": 8.538,
+    "google/gemma-7b-it": 8.538,
+    "meta-llama/meta-llama-3-8b": 8.03,
+    "meta-llama/meta-llama-3-8b-instruct": 8.03,
+}
+SIZE_IN_NAME = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)([mMbB])(?![A-Za-z])")
+BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
+MODEL_MEMORY = config["resources"]["model_memory"]
+
+for _name in MODEL_MEMORY["params_b"]:
+    if _name not in config["models"]:
+        raise WorkflowError(
+            f"key 'resources.model_memory.params_b.{_name}': no model '{_name}' in the registry "
+            f"(known: {', '.join(sorted(config['models']))})"
+        )
+
+
+def _safetensors_params(folder):
+    """Parameters in a local model folder, from its safetensors headers (no weight is read)."""
+    total = 0
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        total += sum(
+            math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__"
+        )
+    return total
+
+
+def model_params_b(name):
+    """Billions of parameters of registry model `name` (a checkpoint `<m>@<rev>` or a tuned policy
+    `<m>+<task>` is its base model), as known at planning time: resources.model_memory.params_b,
+    else a local folder's safetensors headers, else HUB_PARAMS_B, else the size in the hub id /
+    GGUF file / registry name, else resources.model_memory.default_params_b."""
+    name = name.split("+")[0]
+    base = name.split("@")[0]
+    if base in MODEL_MEMORY["params_b"]:
+        return MODEL_MEMORY["params_b"][base]
+    spec = MODELS.get(name, {})
+    if spec.get("source") == "local":
+        n = _safetensors_params(spec["path"]) if Path(spec["path"]).is_dir() else 0
+        if n:
+            return n / 1e9
+    if spec.get("id", "").lower() in HUB_PARAMS_B:
+        return HUB_PARAMS_B[spec["id"].lower()]
+    for text in (Path(spec.get("id", "")).name, spec.get("file", ""), base):
+        sizes = [
+            float(v) * (1e-3 if u in "mM" else 1) for v, u in SIZE_IN_NAME.findall(text)
+        ]
+        if sizes:
+            return max(sizes)
+    return MODEL_MEMORY["default_params_b"]
+
+
+def model_weights_mb(name):
+    """MB of `name`'s weights in its registry dtype."""
+    dtype = MODELS[name.split("+")[0]].get("dtype", "float32")
+    return model_params_b(name) * 1e3 * BYTES_PER_PARAM[dtype]
+
+
+def model_mem_mb(family, model=lambda wc: wc.model):
+    """mem_mb of a `family` (config `resources.<family>`) job that loads `model`:
+    max(resources.<family>.mem_mb, overhead_mb + copies x the weights), per resources.model_memory.
+
+    model: a registry name, or a function of the wildcards giving one or None (no local model,
+    e.g. an HTTP endpoint); default the job's {model} wildcard."""
+    floor = job_resources(family)["mem_mb"]
+
+    def mem(name):
+        if not name:
+            return floor
+        need = MODEL_MEMORY["overhead_mb"] + MODEL_MEMORY["copies"] * model_weights_mb(
+            name
+        )
+        return max(floor, math.ceil(need))
+
+    return (lambda wildcards: mem(model(wildcards))) if callable(model) else mem(model)
+
+
+# The local model a job loads besides its {model}, for model_mem_mb (None: an HTTP endpoint).
+def el_local_generator(wc):
+    ds = el_dataset(wc.dataset)
+    return ds["generator"] if ds["backend"] == "local" else None
+
+
+def lfp_local_rewriter(wc):
+    rw = lfp_rewriter(wc.task)
+    return rw["model"] if rw["backend"] == "local" else None
+
+
+def lfp_local_explainer(wc):
+    ex = LFP["explainer"]
+    return ex["model"] if ex["backend"] == "local" else None
+
+
 def fig_dpi(name):
     """PNG resolution of the figure made by fig_<name> (`figures.<name>.dpi`, else `figures.dpi`)."""
     return config["figures"].get(name, {}).get("dpi", config["figures"]["dpi"])

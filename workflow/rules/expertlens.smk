@@ -68,8 +68,8 @@ rule el_dataset_generated:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=lambda wc: int(el_dataset(wc.dataset)["backend"] == "local"),
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(lambda wc: int(el_dataset(wc.dataset)["backend"] == "local")),
+        mem_mb=model_mem_mb("gpu_job", el_local_generator),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         generator=el_generator_name,
@@ -168,7 +168,7 @@ rule el_baseline_minilm:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
+        **gpu_resources(1),
         mem_mb=job_resources("gpu_job")["mem_mb"],
         runtime=job_resources("gpu_job")["runtime"],
     params:
@@ -187,6 +187,9 @@ rule el_baseline_embedding:
         "results/logs/expertlens/baselines/input_embedding/{model}.log",
     conda:
         "../../envs/torch.yaml"
+    resources:  # reads the embedding rows of the concepts' tokens, not the model
+        mem_mb=job_resources("cpu_job")["mem_mb"],
+        runtime=job_resources("cpu_job")["runtime"],
     params:
         model=lambda wc: wc.model,
         seed=config["seed"],
@@ -265,8 +268,8 @@ rule el_causal:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         concepts=[],

@@ -21,8 +21,10 @@ rule lfp_preferences:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb(
+            "gpu_job", lambda wc: FT["synthetic_preferences"][wc.name]["generator"]
+        ),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         name=lambda wc: wc.name,
@@ -58,8 +60,8 @@ rule lfp_rl:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         model=lambda wc: wc.model,
@@ -93,8 +95,8 @@ rule lfp_dpo:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         model=lambda wc: wc.model,
@@ -123,8 +125,8 @@ rule lfp_rl_eval:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         n_prompts=FT["eval"]["n_prompts"],
@@ -150,7 +152,7 @@ rule lfp_divergence:
     conda:
         "../../envs/torch.yaml"
     resources:
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("cpu_job")["runtime"],
     params:
         model=lambda wc: wc.model,

@@ -13,7 +13,7 @@ rule materialise_model:
     conda:
         "../../envs/torch.yaml"
     resources:
-        mem_mb=job_resources("cpu_job")["mem_mb"],
+        mem_mb=model_mem_mb("cpu_job"),
         runtime=job_resources("cpu_job")["runtime"],
     params:
         name=lambda wc: wc.model,

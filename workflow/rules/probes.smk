@@ -17,8 +17,8 @@ rule lfp_triples:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=lambda wc: int(lfp_rewriter(wc.task)["backend"] == "local"),
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(lambda wc: int(lfp_rewriter(wc.task)["backend"] == "local")),
+        mem_mb=model_mem_mb("gpu_job", lfp_local_rewriter),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         task=lambda wc: wc.task,
@@ -51,8 +51,8 @@ rule lfp_probe_data:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         model=lambda wc: f"{wc.model}+{wc.task}",

@@ -41,8 +41,8 @@ rule lfp_activations:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         model=lambda wc: f"{wc.model}+{wc.task}",
@@ -77,7 +77,7 @@ rule lfp_sae:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
+        **gpu_resources(1),
         mem_mb=job_resources("gpu_job")["mem_mb"],
         runtime=job_resources("gpu_job")["runtime"],
     params:

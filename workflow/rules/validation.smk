@@ -41,8 +41,8 @@ rule lfp_explain:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=lfp_explainer_gpu(),
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(lfp_explainer_gpu()),
+        mem_mb=model_mem_mb("gpu_job", lfp_local_explainer),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         model=lambda wc: f"{wc.model}+{wc.task}",
@@ -94,8 +94,8 @@ rule lfp_ablation:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        gpu=1,
-        mem_mb=job_resources("gpu_job")["mem_mb"],
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         model=lambda wc: f"{wc.model}+{wc.task}",

@@ -3,12 +3,16 @@
 Snakemake rule: input.model (materialised model folder), input.concepts (Parquet: concept, kept),
 params.model (registry name), params.seed (metadata) -> output[0] (long format, measure="input_embedding"). A word's
 vector is the mean of its sub-tokens' rows, tokenised as " word" (see baselines.py); sub-token
-counts per word and any unrepresentable words are in the metadata.
+counts per word and any unrepresentable words are in the metadata. Only those rows of the
+embedding tensor are read from the folder's safetensors (baselines.InputEmbedding), never the
+model, so the job needs the CPU family's memory whatever the model's size.
 """
 
 import time
 
-from lensflow import baselines, io, models
+from transformers import AutoTokenizer
+
+from lensflow import baselines, io
 from lensflow.runtime import setup_logging
 
 
@@ -16,13 +20,14 @@ def main(sm):
     log = setup_logging(sm.log[0])
     t0 = time.perf_counter()
     concepts = baselines.kept_concepts(io.read_table(sm.input.concepts, required=["concept", "kept"]))
-    model, tokenizer, _ = models.load(sm.input.model)
-    vectors, n_subtokens = baselines.input_embedding_vectors(model, tokenizer, concepts)
+    embedding = baselines.InputEmbedding(sm.input.model)  # [vocab, d_model], nothing read yet
+    tokenizer = AutoTokenizer.from_pretrained(sm.input.model)
+    vectors, n_subtokens = baselines.input_embedding_vectors(embedding, tokenizer, concepts)
     missing = [c for c in concepts if c not in vectors]
     df = baselines.cosine_pairs(vectors, "input_embedding")
     multi = {w: n for w, n in n_subtokens.items() if n != 1}
-    dim = int(model.get_input_embeddings().weight.shape[1])
-    meta = {"baseline": "input_embedding", "model": sm.params.model, "dim": dim,
+    dim = int(embedding.shape[1])
+    meta = {"baseline": "input_embedding", "model": sm.params.model, "dim": dim, "tensor": embedding.name,
             "tokenisation": "' ' + word, no special tokens, mean over sub-tokens", "n_concepts": len(concepts),
             "n_covered": len(vectors), "missing": missing, "n_subtokens": n_subtokens,
             "seed": sm.params.seed}
