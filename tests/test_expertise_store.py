@@ -58,8 +58,9 @@ def test_ap_matrix_is_the_pivot_in_module_order(tmp_path):
     full = pd.concat(list(module_tables(seed=3)), ignore_index=True)
     order = {m: i for i, (m, _) in enumerate(MODULES)}
     wide = full.assign(o=full["module"].map(order)).pivot_table(index="concept", columns=["o", "unit"], values="ap")
-    assert concepts == list(wide.index) and ap.dtype == np.float64
-    assert np.array_equal(ap, wide.to_numpy(dtype=np.float64))
+    # float32 as stored: a float64 copy would double el_similarity's memory (~20 GB for pythia-12b)
+    assert concepts == list(wide.index) and ap.dtype == np.float32
+    assert np.array_equal(ap, wide.to_numpy(dtype=np.float32))
 
 
 def test_read_concepts_returns_only_their_rows(tmp_path):

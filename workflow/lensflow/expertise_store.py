@@ -95,7 +95,7 @@ def _layout(path) -> tuple[list[str], list[list]]:
 
 
 def read_ap_matrix(path) -> tuple[list[str], np.ndarray]:
-    """(concepts, AP float64 [n_concepts, n_units]), units in the file's module order, read one row
+    """(concepts, AP float32 [n_concepts, n_units], as stored), units in the file's module order, read one row
     group at a time (only the concept, module, unit and ap columns)."""
     concepts, modules = _layout(path)
     offset = dict(zip((m for m, _ in modules), np.cumsum([0] + [d for _, d in modules])[:-1]))
@@ -112,7 +112,7 @@ def read_ap_matrix(path) -> tuple[list[str], np.ndarray]:
         ap[row, col] = rg["ap"].to_numpy()
     if np.isnan(ap).any():
         raise TableError(f"{path}: {int(np.isnan(ap).sum())} (concept, unit) cells have no AP")
-    return concepts, ap.astype(np.float64)
+    return concepts, ap
 
 
 def read_concepts(path, concepts, columns=None) -> pd.DataFrame:

@@ -110,6 +110,7 @@ def similarities(concepts: list[str], ap: np.ndarray, taus) -> pd.DataFrame:
     for tau in taus:
         masks, _ = expert_sets(ap, tau)
         jac, empty = jaccard_matrix(masks)
+        del masks  # [c, units] bool: gone before the next tau's masks are built
         out.append(_upper(concepts, jac, f"jaccard@{tau:g}", empty))
     out.append(_upper(concepts, cosine_matrix(ap), "cosine_ap"))
     return pd.concat(out, ignore_index=True)
