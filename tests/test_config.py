@@ -48,6 +48,7 @@ BAD = {
     "negative seed": (_set(["seed"], -1), "seed"),
     "bad enum (model source)": (_set(["models", "smollm2-135m", "source"], "ftp"), "models.smollm2-135m.source"),
     "bad enum (pooling)": (_set(["activations", "caches", "mlp-max", "pooling"], "median"), "activations.caches.mlp-max.pooling"),
+    "bad bf16_autocast": (_set(["activations", "bf16_autocast"], "sometimes"), "activations.bf16_autocast"),
     "missing model source": (_drop(["models", "smollm2-135m", "source"]), "models.smollm2-135m.source"),
     "hub model without id": (_set(["models", "smollm2-135m"], {"source": "hub"}), "models.smollm2-135m.id"),
     "package data without path": (_drop(["data", "reviews", "path"]), "data.reviews.path"),
@@ -176,3 +177,17 @@ def test_rl_hyper_defaults_read_without_importing_torch():
     from lensflow.rl import RLHyper
 
     assert rl_hyper_defaults() == asdict(RLHyper())
+
+
+def test_bf16_autocast_is_auto_by_default_and_in_both_configs():
+    """Precision chosen by the hardware (issue 13, item 1): `auto` is the schema default and what both
+    shipped configs say; `true` / `false` still validate and force it."""
+    for name in ("config.yaml", "paper.yaml"):
+        assert yaml.safe_load((ROOT / "config" / name).read_text())["activations"]["bf16_autocast"] == "auto", name
+        assert load_config(ROOT / "config" / name)["activations"]["bf16_autocast"] == "auto", name
+    cfg = copy.deepcopy(DEFAULT)
+    del cfg["activations"]["bf16_autocast"]
+    assert validate_config(cfg)["activations"]["bf16_autocast"] == "auto"
+    for forced in (True, False):
+        cfg["activations"]["bf16_autocast"] = forced
+        assert validate_config(cfg)["activations"]["bf16_autocast"] is forced

@@ -104,6 +104,58 @@ def test_probe_codes_span_without_token_raises(tiny, saes):
         probe_codes(model, tok, rows, [0, 2], saes)
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["avx2-only", "avx512_bf16"])
+def test_probe_codes_auto_precision_follows_the_cpu(tiny, saes, monkeypatch, native):
+    """`auto` (issue 13, item 1): bf16 autocast only on a CPU with native bf16, else fp32, exactly as forced."""
+    from lensflow import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda *a, **k: {"avx2"} | ({"avx512_bf16"} if native else set()))
+    model, tok = tiny
+    auto = probe_codes(model, tok, _rows(ITEMS), [0, 1], saes, batch_size=4, bf16_autocast="auto")
+    np.testing.assert_array_equal(auto, probe_codes(model, tok, _rows(ITEMS), [0, 1], saes, batch_size=4,
+                                                    bf16_autocast=native))
+    assert not np.array_equal(auto, probe_codes(model, tok, _rows(ITEMS), [0, 1], saes, batch_size=4,
+                                                bf16_autocast=not native))
+
+
+def test_probe_data_job_records_its_precision(tmp_path, monkeypatch):
+    """The lfp_probe_data job with the default `auto` on an AVX2-only CPU: fp32, in metadata and log."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace as NS
+
+    from lensflow import io, runtime
+    from lensflow.sae import save_saes
+    from tiny_models import save_tiny
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda *a, **k: {"sse2", "avx2"})
+    triples = pd.DataFrame({
+        "triple_id": [0, 0, 0, 1, 1, 1], "polarity": ["positive", "neutral", "negative"] * 2,
+        "text": ["the good film", "the plain film", "the bad film", "a great plot", "a plot", "an awful plot"],
+        "word": ["good", "plain", "bad", "great", "", "awful"], "word_value": [1.9, 0.0, -2.5, 3.1, 0.0, -2.0],
+        "span_start": [-1] * 6, "span_end": [-1] * 6,
+    })
+    io.write_table(triples, tmp_path / "triples.parquet", {})
+    (tmp_path / "layers.json").write_text(json.dumps({"highest": [0, 1]}))
+    save_saes({0: SparseAutoencoder(d_in=16, d_hidden=8, seed=0), 1: SparseAutoencoder(d_in=16, d_hidden=8, seed=1)},
+              tmp_path / "saes.safetensors", {"variant": "n"})
+    out, log = tmp_path / "probe.parquet", tmp_path / "job.log"
+    sm = NS(input=NS(model=str(save_tiny(tmp_path / "tiny")), triples=str(tmp_path / "triples.parquet"),
+                     saes=str(tmp_path / "saes.safetensors"), layers=str(tmp_path / "layers.json")),
+            output=[str(out)], log=[str(log)], resources={}, threads=1,
+            params=NS(model="tiny", batch_size=4, max_length=16, bf16_autocast="auto", seed=0))
+    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "lfp_probe_data.py"
+    spec = importlib.util.spec_from_file_location("lfp_probe_data_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(sm)
+    meta = io.read_metadata(out)
+    assert meta["bf16_autocast"] is False and meta["bf16_autocast_setting"] == "auto"
+    assert meta["bf16_autocast_reason"].startswith("auto: cpu") and meta["bf16_autocast_reason"].endswith("-> fp32")
+    assert meta["bf16_autocast_reason"] in log.read_text()
+
+
 # ----------------------------------------------------------------------------- probe_dataset
 def _triples_table(n):
     pol = ["positive", "neutral", "negative"]

@@ -8,8 +8,10 @@ so a reader can load one module without touching the rest):
   tokens (none):        text_id | position | token_id | <module 1> | ...   (padding excluded)
 
 Rows are written in row groups as batches complete, so memory is bounded by the row-group size and
-not the corpus. Batches are formed from texts sorted by token length (least padding), longest first
-so an out-of-memory error shows up in the first batch, not the last.
+not the corpus. Pooled caches pool inside each module's hook as the forward runs, so a batch holds
+one module's [batch, pos, d] output at a time (plus a [batch, d] row per module), not every
+module's. Batches are formed from texts sorted by token length (least padding), longest first so
+an out-of-memory error shows up in the first batch, not the last.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from .hooks import capture, match_modules
 from .io import META_KEY, TableError, atomic_path, read_metadata
+from .runtime import resolve_bf16_autocast
 
 log = logging.getLogger("lensflow")
 FLUSH_BYTES = 64 * 2**20  # flush a row group once this much is buffered, whatever rows_per_group says
@@ -60,6 +63,15 @@ def pool(act: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
     raise ValueError(f"unknown pooling {pooling!r} (expected max, mean or none)")
 
 
+def _pooling_hook(pooling: str, device_type: str, batch: dict):
+    """A `capture` reduce that pools each module's output over the current batch's real tokens
+    (batch["mask"]) in float32 with autocast off: the numbers pooling after the forward gave."""
+    def reduce(act: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device_type, enabled=False):
+            return pool(act.float(), batch["mask"], pooling)  # [batch, d]
+    return reduce
+
+
 def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
     """[rows, d] -> a fixed-size-list column without copying the numbers again."""
     rows, d = values.shape
@@ -67,13 +79,20 @@ def _fixed_list(values: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, out_path, *, batch_size: int = 16,
-                      max_length: int = 128, device="cpu", bf16_autocast: bool = False, rows_per_group: int = 4096,
-                      meta: dict | None = None, source: str | None = None) -> dict:
+                      max_length: int = 128, device="cpu", bf16_autocast: bool | str = False,
+                      rows_per_group: int = 4096, meta: dict | None = None, source: str | None = None,
+                      pool_in_hook: bool = True) -> dict:
     """Run `model` over `texts` (columns text_id, text) and write `spec`'s activations to `out_path`.
 
+    `bf16_autocast`: true / false / "auto" (bf16 only where native on `device`; see
+    runtime.resolve_bf16_autocast); what was used, and why, goes in the metadata and the log.
     `source` names where the texts came from (the text table's file) in errors. Returns the
-    metadata written into the file. The file appears only when complete.
+    metadata written into the file. The file appears only when complete. `pool_in_hook=False`
+    pools after the forward instead, keeping every module's [batch, pos, d] output until then:
+    the old way, same numbers, kept for the memory benchmark and the equality test.
     """
+    if spec.pooling not in ("max", "mean", "none"):
+        raise ValueError(f"unknown pooling {spec.pooling!r} (expected max, mean or none)")
     if texts.empty:  # the tokenizer would fail on an empty batch with an IndexError that names nothing
         raise ValueError(f"{source or 'the text table'}: no texts to cache (0 rows), so no activations for "
                          f"{out_path}; the step that wrote the table produced no texts (see its log)")
@@ -88,6 +107,8 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
     text_ids = texts["text_id"].to_numpy(np.int64)
     order = np.argsort(-lengths, kind="stable")  # longest first
     tokenizer.padding_side = "right"  # real tokens keep positions 0..len-1
+    precision = resolve_bf16_autocast(bf16_autocast, device)
+    log.info("forward precision: %s", precision.reason)
     info = {
         **(meta or {}),
         "modules": names,
@@ -95,7 +116,7 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
         "hook": spec.hook,
         "pooling": spec.pooling,
         "dtype": spec.dtype,
-        "bf16_autocast": bool(bf16_autocast),
+        **precision.meta(),
         "max_length": max_length,
         "batch_size": batch_size,
         "n_texts": len(texts),
@@ -104,7 +125,11 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
     }
     writer, buffered, nbytes = None, [], 0
     n_batches = -(-len(order) // batch_size)
-    with atomic_path(out_path) as tmp, capture(model, names, spec.hook) as store, torch.inference_mode():
+    device_type = torch.device(device).type
+    current: dict[str, torch.Tensor] = {}  # the batch's attention mask, for the pooling hooks
+    in_hook = spec.pooling != "none" and pool_in_hook
+    reduce = _pooling_hook(spec.pooling, device_type, current) if in_hook else None
+    with atomic_path(out_path) as tmp, capture(model, names, spec.hook, reduce) as store, torch.inference_mode():
         for start in range(0, len(order), batch_size):
             if (start // batch_size) % max(1, n_batches // 10) == 0:
                 log.info("batch %d/%d", start // batch_size + 1, n_batches)
@@ -112,8 +137,10 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
             batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
             input_ids = batch["input_ids"].to(device)  # [batch, pos]
             mask = batch["attention_mask"].to(device).bool()  # [batch, pos]
-            with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16_autocast):
-                body(input_ids=input_ids, attention_mask=mask.long())
+            current["mask"] = mask
+            with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision.bf16_autocast):
+                # use_cache=False: no KV cache (2 x layers x [batch, pos, d_kv]) that one forward never reads
+                body(input_ids=input_ids, attention_mask=mask.long(), use_cache=False)
             if spec.pooling == "none":
                 b, p = torch.nonzero(mask, as_tuple=True)  # [n_tok] each
                 cols = {
@@ -122,6 +149,9 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
                     "token_id": pa.array(input_ids[b, p].cpu().numpy().astype(np.int32)),
                 }
                 acts = {n: store[n][b, p] for n in names}  # [n_tok, d]
+            elif in_hook:
+                cols = {"text_id": pa.array(text_ids[idx])}
+                acts = {n: store[n] for n in names}  # [batch, d], pooled by the hooks
             else:
                 cols = {"text_id": pa.array(text_ids[idx])}
                 acts = {n: pool(store[n].float(), mask, spec.pooling) for n in names}  # [batch, d]
@@ -142,6 +172,7 @@ def cache_activations(model, tokenizer, texts: pd.DataFrame, spec: CacheSpec, ou
                 writer.write_table(pa.concat_tables(buffered))
                 buffered, nbytes = [], 0
             store.clear()
+            current.clear()
         if buffered:
             writer.write_table(pa.concat_tables(buffered))
         writer.close()

@@ -28,23 +28,27 @@ def _first_tensor(x):
 
 
 @contextmanager
-def capture(model: torch.nn.Module, names: list[str], hook: str = "output"):
+def capture(model: torch.nn.Module, names: list[str], hook: str = "output", reduce=None):
     """Yield a dict that each forward fills with {name: tensor [batch, pos, d]}.
 
     hook="output" records what the module returns, hook="input" its first positional input
-    (e.g. `*.mlp.down_proj` input = the MLP's hidden activations). The handles are removed in a
-    finally block, so a failing forward never leaves hooks behind on a model that is reused.
+    (e.g. `*.mlp.down_proj` input = the MLP's hidden activations). `reduce`, if given, is applied to
+    each tensor inside the hook, as the forward runs, and only its result is kept (e.g. pooling to
+    [batch, d]: memory then holds one module's [batch, pos, d] at a time, not every module's). The
+    handles are removed in a finally block, so a failing forward never leaves hooks behind on a
+    model that is reused.
     """
     modules = dict(model.named_modules())
     store: dict[str, torch.Tensor] = {}
+    keep = reduce or (lambda t: t)
     handles = []
     try:
         for name in names:
             if hook == "output":
-                fn = lambda mod, args, out, name=name: store.__setitem__(name, _first_tensor(out).detach())
+                fn = lambda mod, args, out, name=name: store.__setitem__(name, keep(_first_tensor(out).detach()))
                 handles.append(modules[name].register_forward_hook(fn))
             else:
-                fn = lambda mod, args, name=name: store.__setitem__(name, _first_tensor(args).detach())
+                fn = lambda mod, args, name=name: store.__setitem__(name, keep(_first_tensor(args).detach()))
                 handles.append(modules[name].register_forward_pre_hook(fn))
         yield store
     finally:

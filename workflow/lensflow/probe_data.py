@@ -14,13 +14,18 @@ catch: pass the tuned model.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
 
 from .hooks import capture
 from .layers import mlp_modules
+from .runtime import resolve_bf16_autocast
 from .sae import SparseAutoencoder
+
+log = logging.getLogger("lensflow")
 
 
 def _token_mask(offsets: torch.Tensor, attention: torch.Tensor, starts, ends) -> torch.Tensor:
@@ -60,7 +65,7 @@ def probe_codes(
     device="cpu",
     batch_size: int = 16,
     max_length: int = 128,
-    bf16_autocast: bool = False,
+    bf16_autocast: bool | str = False,
 ) -> np.ndarray:
     """A_concat for every row of `triples`: float32 [n_rows, sum of saes[l].d_hidden over layers].
 
@@ -70,14 +75,17 @@ def probe_codes(
     then concatenated in the order of `layers`. Raises ValueError naming the triple if its word
     span covers no token (e.g. truncated away). `model` must already be on `device` and in eval
     mode (this function changes neither); the tokenizer's padding side and pad token are restored.
-    bf16_autocast runs the model's matmuls in bfloat16 (as the activation cache does: ~3x faster on
-    CPU); the SAEs always encode in float32.
+    bf16_autocast (true / false / "auto": bf16 only where native on `device`, the activation cache's
+    rule, runtime.resolve_bf16_autocast) runs the model's matmuls in bfloat16; the SAEs always
+    encode in float32.
     """
     _check_fast(tokenizer)
     missing = [l for l in layers if l not in saes]
     if missing:
         raise ValueError(f"no SAE for layers {missing} (have {sorted(saes)})")
     names = mlp_modules(model, layers)
+    precision = resolve_bf16_autocast(bf16_autocast, device)
+    log.info("forward precision: %s", precision.reason)
     body = getattr(model, "base_model", model)  # hooks fire without computing the LM head's logits
     side, pad = tokenizer.padding_side, tokenizer.pad_token
     tokenizer.padding_side = "right"
@@ -95,8 +103,9 @@ def probe_codes(
                                    batch["span_end"].to_numpy())  # [batch, pos]
                 _check_spans(mask, batch)
                 with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
-                                    enabled=bf16_autocast):
-                    body(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
+                                    enabled=precision.bf16_autocast):
+                    body(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
+                         use_cache=False)  # no KV cache: one forward never reads it
                 out.append(torch.cat([_layer_codes(store[n], mask.to(store[n].device), saes[l])
                                       for n, l in zip(names, layers)], dim=1).cpu())
     finally:

@@ -1,4 +1,4 @@
-"""Run-time plumbing shared by every script: device choice, seeding, logging to the rule's log."""
+"""Run-time plumbing shared by every script: device and precision choice, seeding, logging to the rule's log."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 import math
 import random
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +29,106 @@ def pick_device(gpu: int | float | bool = 0, threads: int | None = None) -> torc
     if gpu and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+CPUINFO = Path("/proc/cpuinfo")
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # AVX512-BF16 (Cooper Lake, Zen 4+); AMX (Sapphire Rapids+)
+
+
+def _first_processor(cpuinfo: str | Path) -> dict[str, str] | None:
+    """The `key: value` lines of the first processor block of /proc/cpuinfo; None where unreadable."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_flags(cpuinfo: str | Path = CPUINFO) -> set[str]:
+    """The CPU's feature flags as the kernel reports them (x86 `flags`, ARM `Features` in /proc/cpuinfo).
+
+    Without a readable /proc/cpuinfo (macOS, Windows), torch's own cpuinfo probe
+    (`torch.cpu.get_capabilities()`, same names for the flags used here) answers.
+    """
+    fields = _first_processor(cpuinfo)
+    if fields is not None and ("flags" in fields or "Features" in fields):
+        return set((fields.get("flags") or fields.get("Features", "")).split())
+    import torch
+
+    get = getattr(torch.cpu, "get_capabilities", None)
+    return {k for k, v in (get() if get else {}).items() if v is True}
+
+
+def cpu_model(cpuinfo: str | Path = CPUINFO) -> str:
+    """The CPU's model name (/proc/cpuinfo), else platform.processor(), else 'unknown CPU'."""
+    import platform
+
+    fields = _first_processor(cpuinfo) or {}
+    return fields.get("model name") or fields.get("Model") or platform.processor() or "unknown CPU"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The forward pass's precision: bf16 autocast or fp32, the config setting it came from, and why."""
+
+    bf16_autocast: bool
+    setting: bool | str
+    reason: str  # e.g. "auto: cpu (AMD EPYC) without avx512_bf16/amx_bf16 -> fp32"
+
+    def meta(self) -> dict:
+        """What an output's metadata records."""
+        return {"bf16_autocast": self.bf16_autocast, "bf16_autocast_setting": self.setting,
+                "bf16_autocast_reason": self.reason}
+
+
+def _native_bf16(device) -> tuple[bool, str]:
+    """(native bf16 on `device`?, what was seen). CUDA: compute capability >= 8 (ROCm: always),
+    not the emulation `torch.cuda.is_bf16_supported()` also accepts; CPU: avx512_bf16 or amx_bf16."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            name = torch.cuda.get_device_name(device)
+        except Exception:  # noqa: BLE001 (a name only decorates the reason)
+            name = "unknown GPU"
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"cuda ({name}) with native bf16"
+        return False, f"cuda ({name}) without native bf16"
+    if device.type == "cpu":
+        found = [f for f in NATIVE_BF16_CPU_FLAGS if f in cpu_flags()]
+        if found:
+            return True, f"cpu ({cpu_model()}) with {'/'.join(found)}"
+        return False, f"cpu ({cpu_model()}) without {'/'.join(NATIVE_BF16_CPU_FLAGS)}"
+    return False, f"{device.type}: no native-bf16 rule for this device"
+
+
+def resolve_bf16_autocast(setting: bool | str, device) -> Precision:
+    """The one rule for every forward pass that may autocast (`activations.bf16_autocast`).
+
+    `auto`: bf16 autocast only where bf16 is native, else fp32 (a CPU without it emulates bf16 and
+    runs several times slower: issue 13). `true` / `false` force it either way.
+    """
+    if setting == "auto" and isinstance(setting, str):
+        native, seen = _native_bf16(device)
+        return Precision(native, "auto", f"auto: {seen} -> {'bf16' if native else 'fp32'}")
+    if isinstance(setting, bool) or type(setting).__name__ == "bool_":  # numpy bools too
+        on = bool(setting)
+        reason = f"{str(on).lower()}: forced -> {'bf16' if on else 'fp32'}"
+        if on:
+            native, seen = _native_bf16(device)
+            if not native:
+                reason += f" (not native here, emulated and slow: {seen})"
+        return Precision(on, on, reason)
+    raise ValueError(f"activations.bf16_autocast must be true, false or auto, got {setting!r}")
 
 
 def seed_everything(seed: int) -> None:

@@ -1,7 +1,8 @@
 """Cache one model's activations on one text table (the shared cache of both pipelines).
 
 Snakemake rule `cache_activations`: input.model (folder), input.texts (Parquet with text_id, text);
-params: model, corpus, spec (modules/hook/pooling/dtype), batch_size, max_length, bf16_autocast,
+params: model, corpus, spec (modules/hook/pooling/dtype), batch_size, max_length, bf16_autocast
+(true/false/auto: resolved on this job's device; recorded in the metadata and the log),
 rows_per_group, seed -> output[0] (Parquet). Uses CUDA when the job has a gpu and CUDA exists.
 """
 
@@ -19,8 +20,8 @@ def main(sm):
     info = cache_activations(model, tok, texts, CacheSpec(**p.spec), sm.output[0], batch_size=p.batch_size,
                              max_length=p.max_length, device=device, bf16_autocast=p.bf16_autocast,
                              rows_per_group=p.rows_per_group, meta=meta, source=sm.input.texts)
-    log.info("%s on %s: %d modules, %d tokens, device %s", p.model, p.corpus, len(info["modules"]),
-             info["n_tokens"], device)
+    log.info("%s on %s: %d modules, %d tokens, device %s, %s", p.model, p.corpus, len(info["modules"]),
+             info["n_tokens"], device, "bf16 autocast" if info["bf16_autocast"] else "fp32")
 
 
 if __name__ == "__main__":

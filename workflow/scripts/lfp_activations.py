@@ -1,7 +1,8 @@
 """Per-token MLP outputs of the tuned model at its selected layers, on the task's texts (LFP §3.2).
 
 Snakemake rule `lfp_activations`: input.model (tuned folder), input.texts, input.layers (layers.json);
-params: model, selections (layers.json keys), dtype, batch_size, max_length, bf16_autocast,
+params: model, selections (layers.json keys), dtype, batch_size, max_length, bf16_autocast
+(true/false/auto: resolved on this job's device; recorded in the metadata and the log),
 rows_per_group, seed -> output[0] (the shared per-token cache format, padding excluded).
 """
 
