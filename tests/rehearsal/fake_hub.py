@@ -65,18 +65,29 @@ FILLER = ("the a this that my his her our and but with was is very quite really 
 
 
 # --- words and texts ------------------------------------------------------------------------------
-def similarity_words(n: int = 48) -> list[str]:
-    """The n words most often paired in both SimLex-999 and WordSim-353 (the gensim copies)."""
+def similarity_words(n: int = 40) -> list[str]:
+    """n words with many pairs among themselves in both SimLex-999 and WordSim-353 (the gensim
+    copies), chosen greedily, so the rehearsal's concepts have human pairs to be scored on."""
     root = Path(importlib.util.find_spec("gensim").submodule_search_locations[0]) / "test" / "test_data"
-    count: dict[str, list[int]] = {}
-    for i, (name, skip) in enumerate((("simlex999.txt", 1), ("wordsim353.tsv", 0))):
+    adj: list[dict[str, set[str]]] = []  # per set: word -> its partners
+    for name, skip in (("simlex999.txt", 1), ("wordsim353.tsv", 0)):
+        adj.append({})
         for line in (root / name).read_text().splitlines()[skip:]:
-            if line.startswith("#"):
-                continue
-            for w in line.split("\t")[:2]:
-                count.setdefault(w.lower(), [0, 0])[i] += 1
-    both = [w for w, (a, b) in count.items() if a and b and w.isalpha()]
-    return sorted(both, key=lambda w: (-sum(count[w]), w))[:n]
+            a, b, *_ = [w.lower() for w in line.split("\t")] + ["", ""]
+            if not line.startswith("#") and a.isalpha() and b.isalpha() and a != b:
+                adj[-1].setdefault(a, set()).add(b)
+                adj[-1].setdefault(b, set()).add(a)
+    words = sorted(set(adj[0]) | set(adj[1]))
+    chosen: set[str] = set()
+    order: list[str] = []
+    while len(order) < n:  # the word that closes the most pairs with those chosen, in both sets
+        def gain(w):
+            closed = [len(g.get(w, set()) & chosen) for g in adj]
+            return min(closed), sum(closed), sum(len(g.get(w, ())) for g in adj), w
+        best = max((w for w in words if w not in chosen), key=gain)
+        chosen.add(best)
+        order.append(best)
+    return order
 
 
 def sentence(rng: random.Random, words: list[str]) -> str:
