@@ -26,9 +26,12 @@ def pick_device(gpu: int | float | bool = 0, threads: int | None = None) -> torc
 
     if threads:
         torch.set_num_threads(int(threads))
-    if gpu and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if gpu and cuda else "cpu")
+    # one line per job, read by tests/gpu_check.py to prove GPU jobs ran on the GPU
+    logging.getLogger("lensflow").info("device: %s (job gpu=%s, threads=%d, cuda available=%s)", device.type,
+                                       gpu, torch.get_num_threads(), cuda)
+    return device
 
 
 CPUINFO = Path("/proc/cpuinfo")

@@ -1,0 +1,29 @@
+"""pick_device: CUDA only for a job with a GPU where CUDA exists, and one log line saying which."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from lensflow.runtime import pick_device
+
+
+def test_cpu_job_logs_its_device(caplog):
+    with caplog.at_level(logging.INFO, logger="lensflow"):
+        assert pick_device(0, threads=1) == torch.device("cpu")
+    assert "device: cpu (job gpu=0, threads=1, cuda available=" in caplog.text
+
+
+def test_gpu_job_without_cuda_says_cpu(caplog, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="lensflow"):
+        assert pick_device(1) == torch.device("cpu")
+    assert "device: cpu (job gpu=1, threads=" in caplog.text and "cuda available=False" in caplog.text
+
+
+def test_gpu_job_with_cuda_says_cuda(caplog, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with caplog.at_level(logging.INFO, logger="lensflow"):
+        assert pick_device(1) == torch.device("cuda")
+    assert "device: cuda (job gpu=1" in caplog.text
