@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import threading
 from contextlib import contextmanager
@@ -25,9 +26,11 @@ def answer(body: dict) -> str:
     if re.search(r"answer (with one word: )?yes or no", last, re.I) or "yes or no" in last:
         return ("yes", "no")[h % 2]
     style = re.search(r"so that it is (\w+)", last)
-    if style:
-        words = re.findall(r"[a-z]{3,}", last.split("Assistant:")[-1].lower())[:12]
-        return f"{style.group(1).capitalize()} reply ({h % 997}): " + " ".join(words) + "."
+    if style:  # the dialogue's own words, a different draw per style: tokenizers with a small word
+        # vocabulary (the Gemma stand-in's) must still see three different texts
+        words = re.findall(r"[a-z]{3,}", last.split("Rewrite the assistant")[0].lower())
+        draw = random.Random(h).sample(words, min(len(words), 12))
+        return " ".join(draw).capitalize() + "."
     return f"{TOPICS[h % len(TOPICS)]} in the records ({h % 97})."
 
 
