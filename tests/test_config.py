@@ -191,3 +191,36 @@ def test_bf16_autocast_is_auto_by_default_and_in_both_configs():
     for forced in (True, False):
         cfg["activations"]["bf16_autocast"] = forced
         assert validate_config(cfg)["activations"]["bf16_autocast"] is forced
+
+
+def test_sae_tokens_must_fit_the_task_texts_before_any_job_runs():
+    """Issue 15, item 2: lfp.n_texts is checked against what the SAEs train on. At most lfp.max_length
+    tokens a text, the training texts (lfp.n_texts less the held-out share) must hold lfp.sae.n_examples
+    in whole batches; paper.yaml's floor is 325 texts (293 training texts x 256 = 75008 = 2344 x 32)."""
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    assert paper["lfp"]["n_texts"] == 2000 and paper["lfp"]["dtype"] == "float16"
+    assert "repeat_tokens" not in paper["lfp"]["sae"]  # paper scale: distinct tokens (schema default false)
+    for n in (325, 2000):
+        paper["lfp"]["n_texts"] = n
+        validate_config(paper)
+    paper["lfp"]["n_texts"] = 324  # 292 training texts x 256 = 74752 < 75008
+    with pytest.raises(ConfigError) as err:
+        validate_config(paper, source="paper.yaml")
+    msg = str(err.value)
+    for key in ("key 'lfp.n_texts'", "lfp.max_length=256", "lfp.heldout_fraction", "lfp.sae.n_examples=75000",
+                "lfp.sae.batch_size=32", "lfp.sae.repeat_tokens", "292 training texts", "at most 74752", "75008"):
+        assert key in msg, msg
+    paper["lfp"]["sae"]["repeat_tokens"] = True  # passes over the same tokens again: allowed
+    validate_config(paper)
+    cfg = load_config(ROOT / "config/config.yaml")
+    assert cfg["lfp"]["sae"]["repeat_tokens"] is True  # the offline texts are short
+
+
+def test_n_heldout_texts_is_the_split_rule():
+    import numpy as np
+
+    from lensflow.config import n_heldout_texts
+    from lensflow.sae_data import split_texts
+
+    for n, f in [(2, 0.5), (10, 0.1), (325, 0.1), (324, 0.1), (2000, 0.1), (7, 0.99)]:
+        assert len(split_texts(np.arange(n), f)[1]) == n_heldout_texts(n, f)

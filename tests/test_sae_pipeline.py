@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -435,3 +436,92 @@ def test_hh_ablation_prompts_open_an_exchange(kind):
     assert sorted(full) == sorted(expected)  # the repeated prompt is asked once
     seeds = {tuple(ablation_prompts(kind, table, tiny_tokenizer(), n=4, seed=s)) for s in range(6)}
     assert len(seeds) > 1, "the order does not depend on the seed"
+
+
+# --- float16 per-token caches (paper.yaml's lfp.dtype) -------------------------------------------
+
+def as_float32_cache(src, dst):
+    """The same cache with every module column cast float16 -> float32 (same rows, row groups, metadata)."""
+    pf = pq.ParquetFile(src)
+    schema = pf.schema_arrow
+    cast = pa.schema([f.with_type(pa.list_(pa.float32(), f.type.list_size)) if f.name in MODULES else f
+                      for f in schema], metadata=schema.metadata)
+    with pq.ParquetWriter(dst, cast) as w:
+        for i in range(pf.num_row_groups):
+            w.write_table(pf.read_row_group(i).cast(cast))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def half_caches(tmp_path_factory):
+    """(float16 cache, the same values as a float32 cache) of the token_cache texts."""
+    folder = tmp_path_factory.mktemp("half")
+    texts = pd.DataFrame({"text_id": np.arange(100, 114), "text": random_texts(14)})
+    half = folder / "half.parquet"
+    cache_activations(tiny_model("llama"), tiny_tokenizer(), texts,
+                      CacheSpec(modules=MODULES, pooling="none", dtype="float16"), half, batch_size=4,
+                      rows_per_group=20)
+    assert pq.ParquetFile(half).schema_arrow.field(MODULES[0]).type.value_type == "halffloat"
+    return half, as_float32_cache(half, folder / "full.parquet")
+
+
+def test_float16_cache_streams_float32_batches_of_its_values(half_caches, token_cache):
+    half, full = half_caches
+    ids = np.arange(100, 110)
+    a = np.concatenate(list(TokenBatches(half, MODULES[1], ids, batch_size=5, shuffle=False)))
+    b = np.concatenate(list(TokenBatches(full, MODULES[1], ids, batch_size=5, shuffle=False)))
+    assert a.dtype == np.float32 and np.array_equal(a, b)
+    # the float32 cache of the same texts, rounded to float16, is what the float16 cache holds
+    x32 = kept_rows(token_cache[1], MODULES[1], ids)
+    np.testing.assert_array_equal(a, x32.astype(np.float16).astype(np.float32))
+
+
+def test_sae_trained_on_a_float16_cache_equals_one_trained_on_its_float32_values(half_caches):
+    half, full = half_caches
+    train, held = split_of(half)
+    runs = [train_variant(path, {0: MODULES[0], 1: MODULES[1]}, Variant(width=2), train, held, n_examples=40, **TRAIN)
+            for path in (half, full)]
+    (s16, m16, h16), (s32, m32, h32) = runs
+    for layer in (0, 1):
+        assert s16[layer].W_E.dtype == torch.float32 and torch.equal(s16[layer].W_E, s32[layer].W_E)
+    pd.testing.assert_frame_equal(m16, m32)
+    pd.testing.assert_frame_equal(h16, h32)
+    assert np.isfinite(m16["heldout_fvu"]).all()
+
+
+def test_records_of_a_float16_cache_equal_those_of_its_float32_values(half_caches):
+    from lensflow.records import top_records
+
+    half, full = half_caches
+    sae = SparseAutoencoder(D, 2 * D, seed=1)
+    a = top_records(half, MODULES[0], sae, list(range(2 * D)), k=3, batch_rows=17)
+    b = top_records(full, MODULES[0], sae, list(range(2 * D)), k=3, batch_rows=17)
+    for x, y in zip(a, b):
+        pd.testing.assert_frame_equal(x, y)
+    assert len(a[0]) > 0
+
+
+# --- enough distinct tokens for n_examples (lfp.n_texts) -----------------------------------------
+
+def test_cache_token_counts_are_rows_per_text(token_cache):
+    from lensflow.sae_data import cache_token_counts
+
+    path, table = token_cache
+    ids, counts = cache_token_counts(path)
+    expected = table.groupby("text_id").size()
+    assert ids.tolist() == expected.index.tolist() and counts.tolist() == expected.tolist()
+
+
+def test_too_few_training_tokens_stop_naming_the_keys_unless_repeats_are_allowed():
+    from lensflow.sae_data import check_training_tokens
+
+    # 100 tokens in whole batches of 32 are 96: 3 steps; 75 examples need 3 steps (96 tokens)
+    assert check_training_tokens(100, 9, 75, 32, False, "cache.parquet") == pytest.approx(1.0)
+    assert check_training_tokens(100, 9, 64, 32, False, "cache.parquet") == pytest.approx(64 / 96)
+    with pytest.raises(ValueError) as err:
+        check_training_tokens(100, 9, 97, 32, False, "cache.parquet")  # 4 steps = 128 tokens
+    msg = str(err.value)
+    for key in ("lfp.n_texts", "lfp.max_length", "lfp.heldout_fraction", "lfp.sae.n_examples=97",
+                "lfp.sae.batch_size=32", "lfp.sae.repeat_tokens", "cache.parquet holds 100 tokens of its 9 training"):
+        assert key in msg, msg
+    assert check_training_tokens(100, 9, 97, 32, True, "cache.parquet") == pytest.approx(128 / 96)

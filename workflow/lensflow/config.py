@@ -182,11 +182,44 @@ def lfp_references(cfg: dict, models: set, texts: set):
             yield key, name, "data (kind: texts)", texts
 
 
+def n_heldout_texts(n_texts: int, heldout_fraction: float) -> int:
+    """Texts held out of SAE training among `n_texts` (at least one, at most all but one): the one
+    rule, used by lensflow.sae_data.split_texts and by the config check below."""
+    return min(n_texts - 1, max(1, int(round(heldout_fraction * n_texts))))
+
+
+def lfp_token_shortfall(have: str, need_tokens: int, n_examples: int, batch_size: int) -> str:
+    """The one message for "the task texts cannot supply the SAE's training tokens", whether the
+    config (at most max_length tokens a text) or lfp_sae (the cache's real tokens) finds it out."""
+    return (f"each SAE trains on lfp.sae.n_examples={n_examples} tokens ({need_tokens} in whole batches of "
+            f"lfp.sae.batch_size={batch_size}), all distinct, from the training share of the task texts "
+            f"(1 - lfp.heldout_fraction of lfp.n_texts), but {have}; raise lfp.n_texts (or lfp.max_length), "
+            f"lower lfp.sae.n_examples or lfp.heldout_fraction, or set lfp.sae.repeat_tokens: true to pass over "
+            f"the same tokens more than once")
+
+
+def lfp_token_problems(lfp: dict):
+    """The SAE's training tokens against the most the task texts can give: every training text
+    (lfp.n_texts less the held-out share) at its full lfp.max_length. Necessary, not sufficient:
+    real texts are shorter, and lfp_sae counts the cache's tokens before it trains (sae_data)."""
+    sae = lfp["sae"]
+    if sae["repeat_tokens"]:
+        return
+    need = math.ceil(sae["n_examples"] / sae["batch_size"]) * sae["batch_size"]
+    n_train = lfp["n_texts"] - n_heldout_texts(lfp["n_texts"], lfp["heldout_fraction"])
+    most = n_train * lfp["max_length"]
+    if most < need:
+        have = (f"{n_train} training texts of at most lfp.max_length={lfp['max_length']} tokens hold at most "
+                f"{most}")
+        yield "key 'lfp.n_texts': " + lfp_token_shortfall(have, need, sae["n_examples"], sae["batch_size"])
+
+
 def lfp_problems(cfg: dict):
     """Messages for LFP settings that are valid one by one but not together."""
     lfp = cfg.get("lfp")
     if not lfp:
         return
+    yield from lfp_token_problems(lfp)
     if not cfg.get("finetune"):
         yield "key 'lfp': needs a 'finetune' section (the SAEs are trained on the tuned models)"
     ft = cfg.get("finetune") or {}

@@ -10,10 +10,13 @@ and a token-level split would leak them into the held-out metrics.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .config import lfp_token_shortfall, n_heldout_texts
 from .io import TableError
 
 
@@ -22,7 +25,7 @@ def split_texts(text_ids, heldout_fraction: float, seed: int = 0) -> tuple[np.nd
     ids = np.unique(np.asarray(text_ids, dtype=np.int64))
     if len(ids) < 2:
         raise ValueError(f"need at least 2 texts to hold some out, got {len(ids)}")
-    n_held = min(len(ids) - 1, max(1, int(round(heldout_fraction * len(ids)))))
+    n_held = n_heldout_texts(len(ids), heldout_fraction)
     perm = np.random.default_rng(seed).permutation(ids)
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
@@ -41,6 +44,31 @@ def cache_text_ids(path) -> np.ndarray:
     except (OSError, pa.ArrowException, KeyError) as e:
         raise TableError(f"{path}: cannot read column text_id ({e})") from None
     return np.unique(ids)
+
+
+def cache_token_counts(path) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct text ids, tokens of each) of a per-token cache (one row per real token)."""
+    try:
+        ids = pq.read_table(path, columns=["text_id"])["text_id"].to_numpy()
+    except (OSError, pa.ArrowException, KeyError) as e:
+        raise TableError(f"{path}: cannot read column text_id ({e})") from None
+    return np.unique(ids, return_counts=True)
+
+
+def check_training_tokens(n_train_tokens: int, n_train_texts: int, n_examples: int, batch_size: int,
+                          repeat_tokens: bool, source) -> float:
+    """Passes over the training tokens that n_examples takes (steps x batch / tokens in whole batches).
+
+    Unless `repeat_tokens`, more than one pass is a ValueError naming the config keys that help
+    (config.lfp_token_shortfall): the SAE would see some tokens twice while the paper's budget is
+    n_examples distinct tokens. An epoch yields only whole batches (TokenBatches drops the rest).
+    """
+    need = math.ceil(n_examples / batch_size) * batch_size
+    usable = n_train_tokens // batch_size * batch_size
+    if usable < need and not repeat_tokens:
+        have = f"{source} holds {n_train_tokens} tokens of its {n_train_texts} training texts"
+        raise ValueError(lfp_token_shortfall(have, need, n_examples, batch_size))
+    return need / usable if usable else math.inf
 
 
 class TokenBatches:

@@ -88,6 +88,7 @@ rule lfp_sae:
         lr=LFP["sae"]["lr"],
         batch_size=LFP["sae"]["batch_size"],
         n_examples=LFP["sae"]["n_examples"],
+        repeat_tokens=LFP["sae"]["repeat_tokens"],
         shuffle_buffer=LFP["sae"]["shuffle_buffer"],
         heldout_fraction=LFP["heldout_fraction"],
         seed=config["seed"],

@@ -2,16 +2,19 @@
 
 Snakemake rule `lfp_sae`: input.activations (per-token cache), input.layers (layers.json);
 params: model, task, variant, settings (width/tied/alpha/layers), lr, batch_size, n_examples,
-shuffle_buffer, heldout_fraction, seed -> output.saes (safetensors, one SAE per layer),
-output.metrics (Parquet: one row per layer), output.history (Parquet: loss curve per layer).
+shuffle_buffer, heldout_fraction, repeat_tokens (false: fewer training tokens than n_examples is an error
+naming the keys), seed -> output.saes (safetensors, one SAE per layer), output.metrics (Parquet: one
+row per layer), output.history (Parquet: loss curve per layer).
 """
 
 import json
 
+import numpy as np
+
 from lensflow import io
 from lensflow.runtime import pick_device, seed_everything, setup_logging
 from lensflow.sae import save_saes
-from lensflow.sae_data import cache_text_ids, split_texts
+from lensflow.sae_data import cache_token_counts, check_training_tokens, split_texts
 from lensflow.sae_train import Variant, train_variant
 
 
@@ -27,14 +30,22 @@ def main(sm):
     missing = [layer for layer in layers if layer not in by_layer]
     if missing:
         raise ValueError(f"{sm.input.activations}: no activations for layers {missing} (has {sorted(by_layer)})")
-    train_ids, heldout_ids = split_texts(cache_text_ids(sm.input.activations), p.heldout_fraction, seed=p.seed)
+    text_ids, n_tokens = cache_token_counts(sm.input.activations)
+    train_ids, heldout_ids = split_texts(text_ids, p.heldout_fraction, seed=p.seed)
+    n_train_tokens = int(n_tokens[np.isin(text_ids, train_ids)].sum())
+    # n_examples distinct tokens unless lfp.sae.repeat_tokens: stop here, naming the keys, before training
+    passes = check_training_tokens(n_train_tokens, len(train_ids), p.n_examples, p.batch_size, p.repeat_tokens,
+                                   sm.input.activations)
+    log.info("%d training texts with %d tokens (%.2f passes for %d examples), %d held-out texts", len(train_ids),
+             n_train_tokens, passes, p.n_examples, len(heldout_ids))
     saes, metrics, history = train_variant(
         sm.input.activations, {layer: by_layer[layer] for layer in layers}, variant, train_ids, heldout_ids,
         lr=p.lr, batch_size=p.batch_size, n_examples=p.n_examples, shuffle_buffer=p.shuffle_buffer,
         seed=p.seed, device=device)
     meta = {"model": p.model, "task": p.task, "variant": p.variant, **p.settings, "lr": p.lr,
             "batch_size": p.batch_size, "n_examples": p.n_examples, "seed": p.seed, "device": str(device),
-            "n_train_texts": len(train_ids), "n_heldout_texts": len(heldout_ids)}
+            "n_train_texts": len(train_ids), "n_heldout_texts": len(heldout_ids), "n_train_tokens": n_train_tokens,
+            "token_passes": round(passes, 4), "repeat_tokens": p.repeat_tokens}
     metrics = metrics.assign(model=p.model, task=p.task, variant=p.variant)
     io.write_table(metrics, sm.output.metrics, meta)
     io.write_table(history, sm.output.history, meta)
