@@ -10,7 +10,7 @@ from rehearse import OVERLAY, merged, paper_config
 SIZE_KEYS = {"checkpoints", "batch_size", "mini_batch_size", "max_length", "min_positive", "max_concepts",
              "n_positive", "n_negative", "n_concepts", "k", "n_random", "max_steps", "warmup_steps",
              "n_prompts", "n_texts", "n_examples", "n_triples", "n_features", "n_prefixes", "prefix_tokens",
-             "max_new_tokens"}
+             "max_new_tokens", "n_samples"}
 ENDPOINT_KEYS = {"base_url"}
 
 
