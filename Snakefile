@@ -43,12 +43,14 @@ if LFP:
 
 
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/job_times.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        rules.job_times.output,
 
 
 # --- one named target per figure and table ------------------------------------------------

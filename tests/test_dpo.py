@@ -223,3 +223,31 @@ def test_dpo_run_with_a_gemma_like_template_on_multi_turn_hh(tmp_path):
     assert meta["prompt_truncation"]["n_pairs_dropped"] == 1
     assert meta["prompt_truncation"]["n_prompts_shortened"] == 3
     assert meta["prompt_truncation"]["max_prompt_length"] == n
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_gradient_checkpointing_is_passed_to_the_trainer_and_gives_the_same_step(tmp_path, monkeypatch, checkpointing):
+    """hyper.gradient_checkpointing turns the trainer's activation checkpointing on (the smaller DPO
+    footprint the capacity plan offers for 2B-class models) and changes no number: one step from the
+    same base gives the weights of the run without it."""
+    from transformers import PreTrainedModel
+
+    calls = []
+    enable = PreTrainedModel.activation_checkpointing_enable
+    monkeypatch.setattr(PreTrainedModel, "activation_checkpointing_enable",
+                        lambda self, *a, **kw: calls.append(type(self).__name__) or enable(self, *a, **kw))
+    base = save_tiny(tmp_path / "base")
+    pairs = pd.DataFrame({"prompt": ["the cat sat on", "this film is"], "chosen": ["the mat", "very good"],
+                          "rejected": ["bad bad", "awful"]})
+    tuned = {}
+    for on in sorted({False, checkpointing}):
+        hyper = DPOHyper(learning_rate=1e-2, max_steps=1, batch_size=2, max_length=16, max_prompt_length=8,
+                         warmup_steps=0, seed=0, gradient_checkpointing=on)
+        meta = train_dpo(base, tmp_path / f"tuned-{on}", pairs, hyper, device="cpu", is_chat=False)
+        assert meta["gradient_checkpointing"] is on and meta["hyper"]["gradient_checkpointing"] is on
+        tuned[on] = load_file(tmp_path / f"tuned-{on}" / "model.safetensors")
+    assert bool(calls) == checkpointing
+    before = load_file(base / "model.safetensors")
+    assert any(not torch.equal(before[k], tuned[checkpointing][k]) for k in before)
+    for k in before:
+        torch.testing.assert_close(tuned[checkpointing][k], tuned[False][k], rtol=1e-5, atol=1e-7)

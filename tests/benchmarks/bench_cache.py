@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "workflow"))
 from lensflow import models  # noqa: E402
 from lensflow.cache import CacheSpec, _forward_target, cache_activations  # noqa: E402
 from lensflow.hooks import match_modules  # noqa: E402
+from lensflow.machine import machine_line  # noqa: E402
 
 MODULES = ["model.layers.*.mlp"]
 
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     if args.mem_child is not None:
         return mem_child(args)
+    print(machine_line(), flush=True)
     print(f"bench_cache: {os.cpu_count()} CPU cores, cuda={torch.cuda.is_available()}, torch {torch.__version__}, "
           f"load average {load_avg()}")
     print(f"command: python {Path(__file__).relative_to(ROOT)} {' '.join(argv)}")

@@ -22,6 +22,7 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 from lensflow.expertise import average_precision  # noqa: E402
+from lensflow.machine import describe, machine_line  # noqa: E402
 
 
 def make_responses(n, u, kind, pos_frac, seed):
@@ -50,6 +51,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="vectorised timing = best of this many")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    print(machine_line(describe(with_torch=False)), flush=True)
 
     scores, labels = make_responses(args.sentences, args.units, args.kind, args.pos_frac, args.seed)
     average_precision(scores[:, :8], labels)  # compile (or load) the numba kernels outside the timing

@@ -25,6 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
 from lensflow.expertise_store import read_ap_matrix, write_expertise  # noqa: E402
+from lensflow.machine import describe, machine_line  # noqa: E402
 
 
 def module_tables(n_concepts, n_modules, n_units, seed=0):
@@ -65,6 +66,7 @@ def main():
     args = ap.parse_args()
     if args.mode:
         return run(args.mode, args, args.out)
+    print(machine_line(describe(with_torch=False)), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("memory", "stream"):

@@ -74,6 +74,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from lensflow.io import read_metadata  # noqa: E402
+from lensflow.machine import machine_line  # noqa: E402
 from lensflow.sae import sae_metrics, train_sae  # noqa: E402
 from lensflow.sae_data import cache_text_ids, split_texts  # noqa: E402
 
@@ -267,6 +268,7 @@ def load_avg() -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     cfg = parse_args(argv)
+    print(machine_line(), flush=True)
     torch.set_num_threads(cfg.threads)
     import sae_lens
 

@@ -1,5 +1,6 @@
 """`snakemake --report report.html` on the tiny run: one HTML file holding every figure and table
-declared with report(), each with its own file's content and its caption."""
+declared with report(), each with its own file's content and its caption, every caption rendered
+without a docutils warning or error; the job-times table names the rule of every job the run made."""
 
 import base64
 import html
@@ -36,14 +37,25 @@ def plain(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def report(clean_run, tmp_path_factory):
+def report_run(clean_run, tmp_path_factory):
+    """(Snakemake's result, the report's HTML)."""
     out = tmp_path_factory.mktemp("report") / "report.html"
     res = snakemake(clean_run.work, "--report", str(out), configfile=clean_run.config)
     assert res.returncode == 0, failure_report(res, clean_run.work)
-    text = out.read_text()
-    m = re.search(r'<script id="results">\s*var results = (\{.*?\});?\s*</script>', text, re.S)
+    return res, out.read_text()
+
+
+@pytest.fixture(scope="module")
+def report(report_run):
+    m = re.search(r'<script id="results">\s*var results = (\{.*?\});?\s*</script>', report_run[1], re.S)
     assert m, "no results block in the report"
     return json.loads(m.group(1))
+
+
+# docutils' messages: on stderr as "(ERROR/3) ...", in the HTML as a "system-message" box and a
+# "problematic" span (e.g. `|error|` read as an undefined substitution)
+DOCUTILS_MESSAGE = re.compile(r"\((?:WARNING|ERROR|SEVERE)/\d\)")
+DOCUTILS_HTML = re.compile(r"system-message|class=\\?\"problematic")
 
 
 def test_report_has_every_declared_output_with_caption(clean_run, report):
@@ -67,3 +79,32 @@ def test_report_misses_no_figure_or_table(clean_run, report):
     tables = {str(p.relative_to(clean_run.work)) for p in (results / "tables").glob("*.csv")}
     assert len(figures) > 10 and len(tables) > 5
     assert sorted((figures | tables) - set(report)) == []
+
+
+def test_every_caption_renders_without_docutils_messages(report_run, report):
+    res, html_text = report_run
+    assert not DOCUTILS_MESSAGE.search(res.stdout + res.stderr), (res.stdout + res.stderr)[-3000:]
+    bad = {f: r["caption"][:500] for f, r in report.items() if DOCUTILS_HTML.search(r["caption"])}
+    assert bad == {}
+    m = re.search(r"var workflow_desc = (.*?);\n", html_text, re.S)
+    assert m and "lensflow reproduces" in m.group(1) and not DOCUTILS_HTML.search(m.group(1))
+
+
+def test_job_times_table_names_the_rule_of_every_job(clean_run, report):
+    import pandas as pd
+
+    bench = clean_run.results / "benchmarks"
+    jobs = pd.read_csv(bench / "job_times_jobs.csv")
+    files = {str(p.relative_to(clean_run.work)) for p in bench.rglob("*.tsv")} - {"results/benchmarks/job_times.tsv"}
+    assert len(files) > 50 and set(jobs["benchmark"]) == files  # every job of the run, nothing else
+    rules = set(jobs["rule"])
+    assert not any(" or " in r or r.startswith("(") for r in rules), sorted(rules)
+    assert {"cache_activations", "lfp_sae", "lfp_base_probe", "fig_el_scaling", "inventory"} <= rules
+    by_rule = pd.read_csv(bench / "job_times.csv")
+    assert list(by_rule["wall_s"]) == sorted(by_rule["wall_s"], reverse=True)
+    assert by_rule["jobs"].sum() == len(jobs) and by_rule["wall_share"].sum() == pytest.approx(1.0, abs=1e-3)
+    machine = dict(pd.read_csv(bench / "job_times_machine.csv").values)
+    assert machine["machine"].startswith("machine: ") and "AVX2" in machine["machine"] and machine["torch"]
+    md = (bench / "job_times.md").read_text()
+    assert machine["machine"] in md and "## Per rule, by total wall time" in md
+    assert "results/benchmarks/job_times.csv" in report and "results/benchmarks/job_times_machine.csv" in report

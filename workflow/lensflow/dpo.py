@@ -16,7 +16,13 @@ Choices where TRL 1.x differs from the TRL the paper used:
 - Chat models get conversational data (prompt = user/assistant turns, answer = one assistant
   turn) so TRL renders the chat template. Other models get plain text (a shortened HH prompt
   written back as an HH transcript); TRL appends EOS to each answer.
-- Gradient checkpointing off (TRL turns it on; these models are small). fp32 on CPU; bf16 mixed
+- Gradient checkpointing off by default (TRL turns it on; the small models do not need it);
+  `gradient_checkpointing: true` (hyper) turns it on -- same gradients, ~1/3 more compute,
+  activation memory of one block instead of all: what lets full fine-tuning of Gemma-2b-it (fp32
+  weights, AdamW, a reference model) fit an 80 GB GPU (workflow/scripts/capacity_plan.py).
+  Smaller still, not offered here: 8-bit AdamW (`optim` adamw_torch_8bit / paged_adamw_8bit need
+  torchao / bitsandbytes, not in envs/torch.yaml) and LoRA (peft; it also changes which weights
+  move, hence the layer divergence the SAE layers are chosen by). fp32 on CPU; bf16 mixed
   precision on a CUDA GPU that supports it unless `bf16` says otherwise.
 """
 
@@ -59,6 +65,7 @@ class DPOHyper:
     gradient_accumulation_steps: int = 1
     seed: int = 0
     bf16: bool | None = None  # None: bf16 mixed precision on a CUDA GPU that supports it, else fp32
+    gradient_checkpointing: bool = False  # recompute activations in the backward (module docstring)
 
 
 def fit_prompt(tokenizer, msgs: list[dict], max_tokens: int) -> list[dict] | None:
@@ -175,7 +182,8 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
             max_steps=hyper.max_steps, per_device_train_batch_size=hyper.batch_size,
             gradient_accumulation_steps=hyper.gradient_accumulation_steps, max_length=hyper.max_length,
             warmup_steps=hyper.warmup_steps, seed=hyper.seed, data_seed=hyper.seed,
-            use_cpu=device.type == "cpu", bf16=bf16, fp16=False, activation_checkpointing=False,
+            use_cpu=device.type == "cpu", bf16=bf16, fp16=False,
+            activation_checkpointing=hyper.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
             logging_steps=1, logging_nan_inf_filter=False, save_strategy="no", report_to="none", disable_tqdm=True,
             dataloader_num_workers=0,
         )
@@ -215,7 +223,7 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
         "prompt_truncation": {"rule": "whole turns dropped from the front to <= max_prompt_length tokens "
                                       "(template excluded); a pair whose last user turn is longer is dropped",
                               "max_prompt_length": hyper.max_prompt_length, **truncation},
-        "reference_model": "frozen copy of the base", "gradient_checkpointing": False,
+        "reference_model": "frozen copy of the base", "gradient_checkpointing": hyper.gradient_checkpointing,
         "versions": {"trl": trl.__version__, "transformers": transformers.__version__, "torch": torch.__version__},
     }
     log.info("DPO %s: %d steps in %.1f s; last step %s", meta["name"], meta["steps"], seconds, meta["last_step"])

@@ -63,6 +63,8 @@ use rule lfp_probe as lfp_base_probe with:
         words="results/lfp/{model}/{task}/base/probe_words.parquet",
     log:
         "results/logs/lfp/{model}/{task}/base/probe.log",
+    benchmark:
+        "results/benchmarks/lfp/{model}/{task}/base/probe.tsv"
 
 
 rule lfp_base_control:
@@ -75,6 +77,8 @@ rule lfp_base_control:
         "results/lfp/{model}/{task}/base_control.parquet",
     log:
         "results/logs/lfp/{model}/{task}/base_control.log",
+    benchmark:
+        "results/benchmarks/lfp/{model}/{task}/base_control.tsv"
     wildcard_constraints:
         model=registry_choice({m for m, _ in LFP_RUNS}),
         task=registry_choice(FT["tasks"]),

@@ -6,6 +6,8 @@ rule prepare_data:
         "results/data/{dataset}.parquet",
     log:
         "results/logs/data/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data/{dataset}.tsv"
     wildcard_constraints:
         dataset=registry_choice(DATA),
     conda:

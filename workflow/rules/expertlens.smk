@@ -11,6 +11,8 @@ rule el_concepts:
         concepts="results/expertlens/concepts.parquet",
     log:
         "results/logs/expertlens/concepts.log",
+    benchmark:
+        "results/benchmarks/expertlens/concepts.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -35,6 +37,8 @@ rule el_dataset_mined:
         membership="results/expertlens/datasets/{dataset}/membership.parquet",
     log:
         "results/logs/expertlens/datasets/{dataset}.log",
+    benchmark:
+        "results/benchmarks/expertlens/datasets/{dataset}.tsv"
     wildcard_constraints:
         dataset=registry_choice(el_datasets("mined")) or "^$",
     conda:
@@ -127,6 +131,8 @@ rule el_similarity:
         "results/expertlens/{model}/{dataset}/similarity.parquet",
     log:
         "results/logs/expertlens/{model}/{dataset}/similarity.log",
+    benchmark:
+        "results/benchmarks/expertlens/{model}/{dataset}/similarity.tsv"
     conda:
         "../../envs/analysis.yaml"
     resources:
@@ -148,6 +154,8 @@ rule el_baseline_glove:
         "results/expertlens/baselines/glove.parquet",
     log:
         "results/logs/expertlens/baselines/glove.log",
+    benchmark:
+        "results/benchmarks/expertlens/baselines/glove.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -164,6 +172,8 @@ rule el_baseline_minilm:
         "results/expertlens/baselines/minilm/{dataset}.parquet",
     log:
         "results/logs/expertlens/baselines/minilm/{dataset}.log",
+    benchmark:
+        "results/benchmarks/expertlens/baselines/minilm/{dataset}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
@@ -185,6 +195,8 @@ rule el_baseline_embedding:
         "results/expertlens/baselines/input_embedding/{model}.parquet",
     log:
         "results/logs/expertlens/baselines/input_embedding/{model}.log",
+    benchmark:
+        "results/benchmarks/expertlens/baselines/input_embedding/{model}.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:  # reads the embedding rows of the concepts' tokens, not the model
@@ -213,6 +225,8 @@ rule el_alignment:
         md="results/tables/expertlens_alignment.md",
     log:
         "results/logs/expertlens/alignment.log",
+    benchmark:
+        "results/benchmarks/expertlens/alignment.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -243,6 +257,8 @@ rule el_stability:
         md="results/tables/expertlens_stability.md",
     log:
         "results/logs/expertlens/stability.log",
+    benchmark:
+        "results/benchmarks/expertlens/stability.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -298,6 +314,8 @@ rule el_domains:
         pdf="results/figures/expertlens/domains_{model}_{dataset}.pdf",
     log:
         "results/logs/expertlens/{model}/{dataset}/domains.log",
+    benchmark:
+        "results/benchmarks/expertlens/{model}/{dataset}/domains.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -352,6 +370,8 @@ rule el_tables:
         causal_md="results/tables/expertlens_causal.md",
     log:
         "results/logs/expertlens/tables.log",
+    benchmark:
+        "results/benchmarks/expertlens/tables.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -391,6 +411,8 @@ rule el_claims:
         md="results/tables/expertlens_claims.md",
     log:
         "results/logs/expertlens/claims.log",
+    benchmark:
+        "results/benchmarks/expertlens/claims.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -14,6 +14,8 @@ rule inventory:
         md="results/tables/inventory.md",
     log:
         "results/logs/tables/inventory.log",
+    benchmark:
+        "results/benchmarks/tables/inventory.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -38,6 +40,8 @@ if EL:
             pdf="results/figures/expertlens/alignment.pdf",
         log:
             "results/logs/figures/el_alignment.log",
+        benchmark:
+            "results/benchmarks/figures/el_alignment.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -62,6 +66,8 @@ if EL:
             pdf="results/figures/expertlens/expert_counts.pdf",
         log:
             "results/logs/figures/el_expert_counts.log",
+        benchmark:
+            "results/benchmarks/figures/el_expert_counts.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -87,6 +93,8 @@ if EL:
             pdf="results/figures/expertlens/expert_layers.pdf",
         log:
             "results/logs/figures/el_expert_layers.log",
+        benchmark:
+            "results/benchmarks/figures/el_expert_layers.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -108,6 +116,8 @@ if EL:
             pdf="results/figures/expertlens/stability.pdf",
         log:
             "results/logs/figures/el_stability.log",
+        benchmark:
+            "results/benchmarks/figures/el_stability.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -129,6 +139,8 @@ if EL:
             pdf="results/figures/expertlens/scaling.pdf",
         log:
             "results/logs/figures/el_scaling.log",
+        benchmark:
+            "results/benchmarks/figures/el_scaling.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -151,6 +163,8 @@ if EL:
             pdf="results/figures/expertlens/dynamics.pdf",
         log:
             "results/logs/figures/el_dynamics.log",
+        benchmark:
+            "results/benchmarks/figures/el_dynamics.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -175,6 +189,8 @@ if EL:
             pdf="results/figures/expertlens/causal.pdf",
         log:
             "results/logs/figures/el_causal.log",
+        benchmark:
+            "results/benchmarks/figures/el_causal.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -199,6 +215,8 @@ if FT:
             pdf="results/figures/lfp/training_{model}_{task}.pdf",
         log:
             "results/logs/figures/lfp_training_{model}_{task}.log",
+        benchmark:
+            "results/benchmarks/figures/lfp_training_{model}_{task}.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -222,6 +240,8 @@ if FT:
             pdf="results/figures/lfp/divergence_{model}_{task}.pdf",
         log:
             "results/logs/figures/lfp_divergence_{model}_{task}.log",
+        benchmark:
+            "results/benchmarks/figures/lfp_divergence_{model}_{task}.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -264,6 +284,8 @@ if LFP:
             overlap_pdf="results/figures/lfp/overlap_{model}_{task}.pdf",
         log:
             "results/logs/figures/lfp_sae_{model}_{task}.log",
+        benchmark:
+            "results/benchmarks/figures/lfp_sae_{model}_{task}.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -284,6 +306,8 @@ if LFP:
             pdf="results/figures/lfp/probe_pca_{model}_{task}.pdf",
         log:
             "results/logs/figures/lfp_probe_pca_{model}_{task}.log",
+        benchmark:
+            "results/benchmarks/figures/lfp_probe_pca_{model}_{task}.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:
@@ -307,6 +331,8 @@ if LFP:
             pdf="results/figures/lfp/probe_error_{model}_{task}.pdf",
         log:
             "results/logs/figures/lfp_probe_error_{model}_{task}.log",
+        benchmark:
+            "results/benchmarks/figures/lfp_probe_error_{model}_{task}.tsv"
         conda:
             "../../envs/analysis.yaml"
         params:

@@ -119,6 +119,8 @@ rule lfp_rl_eval:
         words="results/finetune/{model}/{task}/eval_words.parquet",
     log:
         "results/logs/finetune/{model}/{task}/eval.log",
+    benchmark:
+        "results/benchmarks/finetune/{model}/{task}/eval.tsv"
     wildcard_constraints:
         task=registry_choice(ft_tasks(["rloo", "grpo"])) or "^$",
     conda:
@@ -149,6 +151,8 @@ rule lfp_divergence:
         selection="results/finetune/{model}/{task}/layers.json",
     log:
         "results/logs/finetune/{model}/{task}/divergence.log",
+    benchmark:
+        "results/benchmarks/finetune/{model}/{task}/divergence.tsv"
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -182,6 +186,8 @@ rule lfp_finetune_table:
         md="results/tables/lfp_finetune.md",
     log:
         "results/logs/finetune/table.log",
+    benchmark:
+        "results/benchmarks/finetune/table.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -29,6 +29,8 @@ rule lfp_tables:
         },
     log:
         "results/logs/lfp/tables.log",
+    benchmark:
+        "results/benchmarks/lfp/tables.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

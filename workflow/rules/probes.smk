@@ -11,6 +11,8 @@ rule lfp_triples:
         "results/lfp/triples/{task}.parquet",
     log:
         "results/logs/lfp/triples/{task}.log",
+    benchmark:
+        "results/benchmarks/lfp/triples/{task}.tsv"
     wildcard_constraints:
         task=registry_choice(FT["tasks"]),
     conda:
@@ -78,6 +80,8 @@ rule lfp_probe:
         words="results/lfp/{model}/{task}/probe_words.parquet",
     log:
         "results/logs/lfp/{model}/{task}/probe.log",
+    benchmark:
+        "results/benchmarks/lfp/{model}/{task}/probe.tsv"
     wildcard_constraints:
         model=registry_choice({m for m, _ in LFP_RUNS}),
         task=registry_choice(FT["tasks"]),

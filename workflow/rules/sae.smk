@@ -10,6 +10,8 @@ rule lfp_texts:
         "results/lfp/texts/{task}.parquet",
     log:
         "results/logs/lfp/texts/{task}.log",
+    benchmark:
+        "results/benchmarks/lfp/texts/{task}.tsv"
     wildcard_constraints:
         task=registry_choice(FT["tasks"]),
     conda:
@@ -104,6 +106,8 @@ rule lfp_overlap:
         "results/lfp/{model}/{task}/overlap.parquet",
     log:
         "results/logs/lfp/{model}/{task}/overlap.log",
+    benchmark:
+        "results/benchmarks/lfp/{model}/{task}/overlap.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -134,6 +138,8 @@ rule lfp_sae_table:
         overlap_md="results/tables/lfp_overlap.md",
     log:
         "results/logs/lfp/sae_table.log",
+    benchmark:
+        "results/benchmarks/lfp/sae_table.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -15,6 +15,8 @@ rule lfp_records:
         features="results/lfp/{model}/{task}/features.parquet",
     log:
         "results/logs/lfp/{model}/{task}/records.log",
+    benchmark:
+        "results/benchmarks/lfp/{model}/{task}/records.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
@@ -63,6 +65,8 @@ rule lfp_activity:
         "results/lfp/{model}/{task}/activity.parquet",
     log:
         "results/logs/lfp/{model}/{task}/activity.log",
+    benchmark:
+        "results/benchmarks/lfp/{model}/{task}/activity.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
