@@ -175,8 +175,9 @@ def test_paper_dry_run_sends_every_gpu_job_and_only_those_to_the_gpu_partition(p
     cpu_rules = {j["rule"] for j in paper_plan if gpus(j) == 0}
     # the cases a list of rule names missed or cannot express: inherited gpu=1, gpu computed per job
     assert {"cache_activations", "lfp_dpo", "lfp_base_activations", "lfp_base_sae",
-            "lfp_base_probe_data", "el_dataset_generated"} <= gpu_rules
-    assert {"lfp_triples", "materialise_model", "el_expertise"} <= cpu_rules  # paper.yaml's rewriter is remote
+            "lfp_base_probe_data", "el_dataset_generated", "el_expertise_streaming"} <= gpu_rules
+    assert {"lfp_triples", "materialise_model"} <= cpu_rules  # paper.yaml's rewriter is remote
+    assert "el_expertise" not in gpu_rules | cpu_rules  # paper.yaml: expertlens.expertise.path streaming
     wrong = sorted({(j["rule"], gpus(j), j["resources"].get("slurm_partition")) for j in paper_plan
                     if j["resources"].get("slurm_partition") != ("gpu-q" if gpus(j) > 0 else "cpu-q")})
     assert wrong == []

@@ -195,3 +195,26 @@ def test_single_figure_rebuilds_alone(tiny_run):
     assert planned_jobs(plan.stdout) == {"fig_el_scaling": 1}, plan.stdout[-3000:]
     res = snakemake(work, "--cores", "1", "fig_el_scaling", configfile=config)
     assert res.returncode == 0 and fig.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("path", ["auto", "cached", "streaming"])
+def test_expertise_path_picks_one_rule_and_its_inputs_at_dag_time(tmp_path, path):
+    """expertlens.expertise.path: `streaming` plans el_expertise_streaming on the model and the sentences
+    (a GPU job) and no el-units cache; `cached` and `auto` plan the cache and el_expertise (CPU)."""
+    work = tiny_workdir(tmp_path)
+    cfg = yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text())
+    cfg["expertlens"]["expertise"] = {"path": path}
+    (work / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(work, "-n", "--cores", "1", "results/expertlens/tiny-llama/mined/expertise.parquet",
+                    configfile=work / "c.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    jobs = planned_jobs(out)
+    if path == "streaming":
+        assert jobs.get("el_expertise_streaming") == 1 and "el_expertise" not in jobs
+        assert "el-units" not in out and "cache_activations" not in jobs
+        assert re.search(r"rule el_expertise_streaming:\n    input: results/models/tiny-llama, "
+                         r"results/expertlens/datasets/mined/sentences.parquet", out)
+    else:
+        assert jobs.get("el_expertise") == 1 and "el_expertise_streaming" not in jobs
+        assert jobs.get("cache_activations") == 1 and "results/activations/tiny-llama/el-mined/el-units.parquet" in out

@@ -258,6 +258,13 @@ if EL:
         for rev in config["models"][m]["checkpoints"]
     ]
     EL_DYNAMICS_DATASET = next(iter(EL["datasets"]))
+    # `auto` is resolved here, at DAG time, because the two paths' rules take different inputs (the
+    # el-units cache vs the model and the sentences); a job's device is known only when it runs.
+    # auto -> cached: one forward per sentence and the numba kernel, the faster path on CPU; configs
+    # that run on GPUs at scale (config/paper.yaml) say `streaming` (config/README.md).
+    EL_EXPERTISE_PATH = {"auto": "cached"}.get(
+        EL["expertise"]["path"], EL["expertise"]["path"]
+    )
     EXTRA_USED_MODELS += EL["models"] + EL_CHECKPOINTS
     EXTRA_USED_MODELS += [
         d["generator"]

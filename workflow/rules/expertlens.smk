@@ -95,33 +95,74 @@ rule el_dataset_generated:
         "../scripts/el_generated.py"
 
 
-rule el_expertise:
-    input:
-        responses="results/activations/{model}/el-{dataset}/el-units.parquet",
-        membership="results/expertlens/datasets/{dataset}/membership.parquet",
-    output:
-        expertise="results/expertlens/{model}/{dataset}/expertise.parquet",
-        counts="results/expertlens/{model}/{dataset}/counts.parquet",
-        location="results/expertlens/{model}/{dataset}/location.parquet",
-    log:
-        "results/logs/expertlens/{model}/{dataset}/expertise.log",
-    benchmark:
-        "results/benchmarks/expertlens/{model}/{dataset}/expertise.tsv"
-    conda:
-        "../../envs/analysis.yaml"
-    threads: job_resources("expertise_job")["threads"]
-    resources:
-        mem_mb=job_resources("expertise_job")["mem_mb"],
-        runtime=job_resources("expertise_job")["runtime"],
-        cpus_per_task=job_resources("expertise_job")["threads"],  # SLURM: one core per thread
-    params:
-        model=lambda wc: wc.model,
-        dataset=lambda wc: wc.dataset,
-        taus=EL["taus"],
-        tau_grid=EL["tau_grid"],
-        seed=config["seed"],
-    script:
-        "../scripts/el_expertise.py"
+# The expertise of every unit for every concept: from the el-units response cache (cached, CPU,
+# numba kernel) or without it (streaming: per concept, pooled on the device, torch kernel; no cache
+# of the whole bank). `expertlens.expertise.path`, resolved at DAG time (config/README.md): the two
+# rules need different inputs, so only one exists in a run.
+if EL_EXPERTISE_PATH == "cached":
+
+    rule el_expertise:
+        input:
+            responses="results/activations/{model}/el-{dataset}/el-units.parquet",
+            membership="results/expertlens/datasets/{dataset}/membership.parquet",
+        output:
+            expertise="results/expertlens/{model}/{dataset}/expertise.parquet",
+            counts="results/expertlens/{model}/{dataset}/counts.parquet",
+            location="results/expertlens/{model}/{dataset}/location.parquet",
+        log:
+            "results/logs/expertlens/{model}/{dataset}/expertise.log",
+        benchmark:
+            "results/benchmarks/expertlens/{model}/{dataset}/expertise.tsv"
+        conda:
+            "../../envs/analysis.yaml"
+        threads: job_resources("expertise_job")["threads"]
+        resources:
+            mem_mb=job_resources("expertise_job")["mem_mb"],
+            runtime=job_resources("expertise_job")["runtime"],
+            cpus_per_task=job_resources("expertise_job")["threads"],  # SLURM: one core per thread
+        params:
+            model=lambda wc: wc.model,
+            dataset=lambda wc: wc.dataset,
+            taus=EL["taus"],
+            tau_grid=EL["tau_grid"],
+            seed=config["seed"],
+        script:
+            "../scripts/el_expertise.py"
+
+else:
+
+    rule el_expertise_streaming:
+        input:
+            model=lambda wc: model_dir(wc.model),
+            sentences="results/expertlens/datasets/{dataset}/sentences.parquet",
+            membership="results/expertlens/datasets/{dataset}/membership.parquet",
+        output:
+            expertise="results/expertlens/{model}/{dataset}/expertise.parquet",
+            counts="results/expertlens/{model}/{dataset}/counts.parquet",
+            location="results/expertlens/{model}/{dataset}/location.parquet",
+        log:
+            "results/logs/expertlens/{model}/{dataset}/expertise.log",
+        benchmark:
+            "results/benchmarks/expertlens/{model}/{dataset}/expertise.tsv"
+        conda:
+            "../../envs/torch.yaml"
+        threads: job_resources("gpu_job")["threads"]
+        resources:
+            **gpu_resources(1),
+            mem_mb=model_mem_mb("gpu_job"),
+            runtime=job_resources("gpu_job")["runtime"],
+        params:
+            model=lambda wc: wc.model,
+            dataset=lambda wc: wc.dataset,
+            taus=EL["taus"],
+            tau_grid=EL["tau_grid"],
+            spec=EL["cache"],
+            batch_size=ACT["batch_size"],
+            max_length=ACT["max_length"],
+            bf16_autocast=ACT["bf16_autocast"],
+            seed=config["seed"],
+        script:
+            "../scripts/el_expertise_stream.py"
 
 
 rule el_similarity:
