@@ -157,3 +157,22 @@ def test_no_usable_sentence_stops_at_generation_with_reasons(tmp_path, monkeypat
     assert "1 usable of 12" in lines["zebra"] and "11 repeated" in lines["zebra"], msg
     assert "yak" not in lines  # not a kept concept: never asked for
     assert not (tmp_path / "sentences.parquet").exists() and not (tmp_path / "membership.parquet").exists()
+
+
+def test_one_usable_concept_is_not_a_bank(tmp_path, monkeypatch):
+    """ExpertLens compares concepts pairwise: a bank of one concept has no pair to compare, and the
+    steps after it (similarity, domains, alignment) would fail far from the cause (the paper-scale
+    rehearsal's random-weight generator found this). Only cat gets usable sentences here."""
+
+    def one(model, tok, prompts, *a, **k):
+        words = [re.search(r'"(\w+)"', p).group(1) for p in prompts]
+        return [f"The {w} sat by the door number {i}." if w == "cat" else "Nothing here, sorry." for i, w in
+                enumerate(words)], 0
+
+    monkeypatch.setattr(G, "complete", one)
+    with pytest.raises(ValueError) as err:
+        _run_script(tmp_path, model=save_tiny(tmp_path / "tiny"))
+    msg = str(err.value)
+    assert "'generated'" in msg and "only 1 concept" in msg and "at least 2" in msg, msg
+    assert "cat:" in msg and "dog:" in msg, msg
+    assert not (tmp_path / "sentences.parquet").exists() and not (tmp_path / "membership.parquet").exists()

@@ -65,7 +65,7 @@ FILLER = ("the a this that my his her our and but with was is very quite really 
 
 
 # --- words and texts ------------------------------------------------------------------------------
-def similarity_words(n: int = 40) -> list[str]:
+def similarity_words(n: int = 16) -> list[str]:
     """n words with many pairs among themselves in both SimLex-999 and WordSim-353 (the gensim
     copies), chosen greedily, so the rehearsal's concepts have human pairs to be scored on."""
     root = Path(importlib.util.find_spec("gensim").submodule_search_locations[0]) / "test" / "test_data"
@@ -131,12 +131,21 @@ def bpe_tokenizer(corpus: list[str], vocab_size: int = 1024):
 
 
 def gemma_tokenizer(words: list[str]):
-    """Gemma-like specials and chat template over a word-level vocabulary (see the module doc)."""
+    """Gemma-like specials and chat template over a word-level vocabulary (see the module doc).
+
+    Each word comes as "w", "with a w" and "and the w", and sentence ends as "." and "too." etc.
+    (the longer forms are only ever sampled, never produced by encoding), so that random sampling
+    writes complete sentences that use a given word often enough: with plain words ~7% of samples
+    were usable and a bank got 1-2 concepts; with these forms 5-6 of 16 concepts got 2 sentences
+    each (3 seeds tried), and the generation step needs at least 2.
+    """
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
-    vocab = {t: i for i, t in enumerate(specials + [f"\u2581{w}" for w in [*words, *FILLER[:12]]]
-                                         + [".", ",", "!", "?", "\u2581user", "\u2581model"])}
+    forms = [f"\u2581{w}" for w in words] + [f"\u2581with\u2581a\u2581{w}" for w in words] + \
+        [f"\u2581and\u2581the\u2581{w}" for w in words] + words  # bare: a quoted word in a prompt
+    ends = [".", "!"] + [f"\u2581{w}." for w in ("too", "again", "today", "there", "now", "then", "here", "still")]
+    vocab = {t: i for i, t in enumerate(specials + forms + ends + [",", "\u2581user", "\u2581model"])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
     tok.decoder = decoders.Metaspace()

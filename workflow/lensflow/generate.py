@@ -30,6 +30,7 @@ from .explain_http import OpenAIClient
 
 log = logging.getLogger("lensflow")
 
+MIN_CONCEPTS = 2  # a bank must hold a pair of concepts to compare
 DEFAULT_PROMPT = 'Write one short, simple sentence that uses the word "{concept}".'
 _END = re.compile(r"(?<=[.!?])[\"'\u201d)]*\s")  # a sentence end followed by whitespace
 _QUOTES = "\"'\u201c\u201d`*"
@@ -273,14 +274,17 @@ def _concept_line(concept: str, st: dict | None) -> str:
 
 
 def require_usable(dataset: str, generator: str, got: dict[str, list[str]], stats: dict, min_positive: int) -> None:
-    """Stop here when no concept got min_positive usable sentences: the bank would be empty, and
-    every step after it (activation caching first) would fail far from the cause. The message
-    names the data set and, per concept, why its samples were rejected (stats from _rounds)."""
-    if any(len(v) >= min_positive for v in got.values()):
+    """Stop here when fewer than MIN_CONCEPTS concepts got min_positive usable sentences: ExpertLens
+    compares concepts pairwise, so such a bank has nothing to compare, and every step after it
+    (activation caching, similarity, domains) would fail far from the cause. The message names the
+    data set and, per concept, why its samples were rejected (stats from _rounds)."""
+    usable = sum(len(v) >= min_positive for v in got.values())
+    if usable >= MIN_CONCEPTS:
         return
     by = stats.get("by_concept", {})
     lines = [_concept_line(c, by.get(c)) for c in got] or ["(no concepts: none is kept in the concepts table)"]
     raise ValueError(
-        f"generated data set '{dataset}': no concept got min_positive={min_positive} usable sentences from "
-        f"{generator}, so there is no bank to write (a weak or mis-prompted generator? see "
+        f"generated data set '{dataset}': only {usable} concept(s) got min_positive={min_positive} usable "
+        f"sentences from {generator}; a bank needs at least {MIN_CONCEPTS} to compare (a weak or mis-prompted "
+        f"generator? see "
         f"expertlens.datasets.{dataset}.prompt / max_new_tokens / generator). Per concept:\n  " + "\n  ".join(lines))

@@ -6,7 +6,7 @@ timeout, max_retries), cache_dir (openai: every response cached there), n_positi
 min_positive, prompt, max_new_tokens, temperature, top_p, batch_size (local), seed, generator
 (a name for logs and metadata) -> output.sentences (text_id, text), output.membership (concept,
 text_id, label). Concepts with fewer than min_positive generated sentences are dropped (logged,
-`dropped` in the metadata); when none is left the job fails before writing anything, naming the
+`dropped` in the metadata); when fewer than two are left the job fails before writing anything, naming the
 data set (wildcards.dataset) and each concept's rejection reasons (generate.require_usable). A
 local model uses CUDA when the job has a gpu and CUDA exists; the endpoint's API key is read from
 the environment only, never written.
