@@ -27,3 +27,16 @@ def test_gpu_job_with_cuda_says_cuda(caplog, monkeypatch):
     with caplog.at_level(logging.INFO, logger="lensflow"):
         assert pick_device(1) == torch.device("cuda")
     assert "device: cuda (job gpu=1" in caplog.text
+
+
+def test_job_logs_keep_libraries_chatter_out(tmp_path):
+    """matplotlib's PDF backend runs fontTools' subsetter, whose INFO lines (hundreds per figure)
+    buried each figure job's own log lines."""
+    from lensflow.runtime import setup_logging
+
+    path = tmp_path / "job.log"
+    setup_logging(str(path)).info("ours")
+    logging.getLogger("fontTools.subset").info("Glyph names: ...")
+    logging.getLogger("fontTools.subset").warning("a real problem")
+    text = path.read_text()
+    assert "ours" in text and "a real problem" in text and "Glyph names" not in text

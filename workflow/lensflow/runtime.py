@@ -143,6 +143,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+QUIET_LIBRARIES = ("fontTools",)  # matplotlib's PDF font subsetting logs every glyph at INFO
+
+
 def setup_logging(log_path: str | None) -> logging.Logger:
     """Log to the rule's `log:` file (and stderr) with timestamps; returns the 'lensflow' logger."""
     handlers = [logging.StreamHandler(sys.stderr)]
@@ -150,6 +153,8 @@ def setup_logging(log_path: str | None) -> logging.Logger:
         handlers.append(logging.FileHandler(log_path, mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
     log = logging.getLogger("lensflow")
+    for chatty in QUIET_LIBRARIES:  # their INFO lines would bury the job's own
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     def log_uncaught(kind, value, tb):  # the rule's log then holds the error that failed it
         log.error("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
