@@ -10,11 +10,11 @@ generated bank: test_generated_dataset.py).
 
 from __future__ import annotations
 
-import re
+import json
 import subprocess
-from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import fake_openai
@@ -43,16 +43,20 @@ def test_every_target_is_built(rehearsal):
 
 
 def test_gemma_dpo_trained_on_multi_turn_prompts(rehearsal):
-    import json
-
     meta = json.loads((rehearsal / "finetune" / "gemma-2b-it" / "hh" / "train_meta.json").read_text())
     cut = meta["prompt_truncation"]
-    assert cut["n_shortened"] > 0, cut  # the stand-in's transcripts exceed max_prompt_length
+    assert cut["n_prompts_shortened"] > 0, cut  # the stand-in's transcripts exceed max_prompt_length
 
 
 def test_rl_evaluation_has_held_out_prompts(rehearsal):
-    table = pd.read_parquet(rehearsal / "tables" / "lfp_finetune.parquet")
-    assert (table.query("method == 'rloo'")["n_prompts"] > 0).all()
+    """One epoch (max_steps 0) trained on every prompt but the held-out ones, which the
+    evaluation then used; the fine-tuning table has the evaluation of every RL run."""
+    for run in ("pythia-70m", "pythia-160m", "gpt-neo-125m"):
+        split = json.loads(pq.read_metadata(rehearsal / "finetune" / run / "vader" / "eval_rewards.parquet")
+                           .metadata[b"lensflow"])["prompts"]
+        assert split["n_eval"] > 0 and split["n_train"] + split["n_heldout"] == split["n_unique_long"], split
+    table = pd.read_csv(rehearsal / "tables" / "lfp_finetune.csv")
+    assert table.query("method == 'rloo'")["eval_base"].notna().sum() == 3
 
 
 def test_text_is_formatted_once_and_without_markup(rehearsal):
