@@ -27,6 +27,9 @@ X86_FLAGS = {
 }
 
 
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # AVX512-BF16 (Cooper Lake, Zen 4+); AMX (Sapphire Rapids+)
+
+
 def parse_cpuinfo(text: str) -> dict:
     """CPU model, flags and physical core count from the text of /proc/cpuinfo (x86 or ARM).
 
@@ -73,14 +76,15 @@ def cpu_features(flags: set[str], arch: str) -> dict:
             return {"avx2": None, "avx512": None, "avx512_bf16": None, "amx": None, "bf16_native": None}
         amx = "amx_bf16" in flags or "amx_tile" in flags
         return {"avx2": "avx2" in flags, "avx512": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
-                "amx": amx, "bf16_native": "avx512_bf16" in flags or "amx_bf16" in flags}
+                "amx": amx, "bf16_native": any(f in flags for f in NATIVE_BF16_CPU_FLAGS)}
     if arch in ("aarch64", "arm64"):
         bf16 = ("bf16" in flags) if flags else None
         return {"avx2": False, "avx512": False, "avx512_bf16": False, "amx": False, "bf16_native": bf16}
     return {"avx2": None, "avx512": None, "avx512_bf16": None, "amx": None, "bf16_native": None}
 
 
-def _read(path: str) -> str | None:
+def read_file(path: str) -> str | None:
+    """The text of a small system file (/proc, /sys), None where it cannot be read."""
     try:
         with open(path) as f:
             return f.read()
@@ -142,7 +146,7 @@ def torch_info() -> dict:
 def describe(cpuinfo_path: str = "/proc/cpuinfo", with_torch: bool = True) -> dict:
     """What this machine is, for a timing: a flat, JSON-able dict (see machine_line for the fields)."""
     arch = platform.machine()
-    cpu = parse_cpuinfo(_read(cpuinfo_path) or "")
+    cpu = parse_cpuinfo(read_file(cpuinfo_path) or "")
     model = cpu["model"] or (_mac_cpu_model() if sys.platform == "darwin" else None) or platform.processor() or None
     try:
         usable = len(os.sched_getaffinity(0))
@@ -156,8 +160,8 @@ def describe(cpuinfo_path: str = "/proc/cpuinfo", with_torch: bool = True) -> di
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
         "physical_cores": cpu["physical_cores"],
-        "cpu_quota": _cpu_quota(_read("/sys/fs/cgroup/cpu.max")),
-        "memory_gib": _mem_gib(_read("/proc/meminfo")),
+        "cpu_quota": _cpu_quota(read_file("/sys/fs/cgroup/cpu.max")),
+        "memory_gib": _mem_gib(read_file("/proc/meminfo")),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }

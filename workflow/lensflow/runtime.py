@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .machine import NATIVE_BF16_CPU_FLAGS, parse_cpuinfo, read_file
+
 if TYPE_CHECKING:
     import torch
 
@@ -35,24 +37,6 @@ def pick_device(gpu: int | float | bool = 0, threads: int | None = None) -> torc
 
 
 CPUINFO = Path("/proc/cpuinfo")
-NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # AVX512-BF16 (Cooper Lake, Zen 4+); AMX (Sapphire Rapids+)
-
-
-def _first_processor(cpuinfo: str | Path) -> dict[str, str] | None:
-    """The `key: value` lines of the first processor block of /proc/cpuinfo; None where unreadable."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return None
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
 
 
 def cpu_flags(cpuinfo: str | Path = CPUINFO) -> set[str]:
@@ -61,9 +45,9 @@ def cpu_flags(cpuinfo: str | Path = CPUINFO) -> set[str]:
     Without a readable /proc/cpuinfo (macOS, Windows), torch's own cpuinfo probe
     (`torch.cpu.get_capabilities()`, same names for the flags used here) answers.
     """
-    fields = _first_processor(cpuinfo)
-    if fields is not None and ("flags" in fields or "Features" in fields):
-        return set((fields.get("flags") or fields.get("Features", "")).split())
+    flags = parse_cpuinfo(read_file(str(cpuinfo)) or "")["flags"]  # one parser: lensflow.machine's
+    if flags:
+        return flags
     import torch
 
     get = getattr(torch.cpu, "get_capabilities", None)
@@ -74,8 +58,7 @@ def cpu_model(cpuinfo: str | Path = CPUINFO) -> str:
     """The CPU's model name (/proc/cpuinfo), else platform.processor(), else 'unknown CPU'."""
     import platform
 
-    fields = _first_processor(cpuinfo) or {}
-    return fields.get("model name") or fields.get("Model") or platform.processor() or "unknown CPU"
+    return parse_cpuinfo(read_file(str(cpuinfo)) or "")["model"] or platform.processor() or "unknown CPU"
 
 
 @dataclass(frozen=True)
