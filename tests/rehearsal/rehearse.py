@@ -29,10 +29,13 @@ def paper_config() -> dict:
 
 
 def merged(base: dict, over: dict) -> dict:
-    """Snakemake's --configfile merge: nested dicts update key by key, anything else replaces."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    """The config Snakemake builds from `--configfile base over` (its own deep merge), as a new dict."""
+    import copy
+
+    from snakemake.utils import update_config
+
+    out = copy.deepcopy(base)
+    update_config(out, over)
     return out
 
 
