@@ -3,7 +3,7 @@
 import matplotlib.text
 import pytest
 
-from lensflow import plots
+from lensflow.core import plots
 
 
 @pytest.fixture

@@ -1,14 +1,14 @@
 """Throughput of the two GPU-heavy stages at paper batch sizes, straight through the library
 (no Snakemake); tests/gpu_check.py calls `run_all` on CUDA.
 
-1. Activation caching: `lensflow.cache.cache_activations` (the public function the workflow runs)
+1. Activation caching: `lensflow.core.cache.cache_activations` (the public function the workflow runs)
    with paper.yaml's ExpertLens cache (every linear layer of every GPT-NeoX block, output, max-pooled
    in the hooks, float32 Parquet) over a randomly initialised GPTNeoXForCausalLM with pythia-1b's
    real dimensions in bf16, batch 64 x 128 tokens (paper.yaml's activations.batch_size/max_length).
    Timed end to end (tokenising, forward, pooling, copies to the host, Parquet), after a one-batch
    warm-up; beside it the same batches through the bare model body (no hooks, no writing). Peak GPU
    memory is torch.cuda.max_memory_allocated over the cached run.
-2. SAE training: `lensflow.sae.train_sae`, tied, on random [n, 2048] float32 host batches (as the
+2. SAE training: `lensflow.lfp.sae.model.train_sae`, tied, on random [n, 2048] float32 host batches (as the
    Parquet reader yields them), at batch 32 (the paper's) and 4096, d_sae 2048 and 4096; examples/s
    after a short untimed warm-up run, and what one paper SAE (75,000 examples at batch 32) takes.
 """
@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lensflow.cache import CacheSpec, _forward_target, cache_activations
-from lensflow.hooks import match_modules
-from lensflow.sae import train_sae
+from lensflow.core.cache import CacheSpec, _forward_target, cache_activations
+from lensflow.core.hooks import match_modules
+from lensflow.lfp.sae.model import train_sae
 
 # pythia-1b (EleutherAI/pythia-1b config.json)
 PYTHIA_1B = dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=8, intermediate_size=8192,

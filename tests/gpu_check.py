@@ -13,7 +13,7 @@ that every GPU job ran on CUDA, and measure caching and SAE training at paper ba
    jobs) does not fit the budget, so a dry-run picks one job of every rule with gpu>0 and those go
    first (`--prioritize`); at the budget Snakemake is interrupted and what ran is judged.
 3. From Snakemake's job blocks (tests/gpu_jobs.py), every job with gpu>0 that finished or failed
-   must have a log line `device: cuda` (lensflow.runtime.pick_device writes
+   must have a log line `device: cuda` (lensflow.core.runtime.pick_device writes
    `device: cuda (job gpu=1, threads=N)`); one saying cpu, or none, is a problem.
 
 Writes gpu_check.json, gpu_check.md, snakemake.log and (if jobs failed) failures.txt to --out

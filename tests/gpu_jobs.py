@@ -4,7 +4,7 @@ how each ended, and which device each GPU job's log says it used.
 Snakemake prints a block per job (`rule NAME:` or `localrule NAME:`, then indented `output: ...`,
 `log: ...`, `jobid: N`, `wildcards: ...`, `resources: tmpdir=/tmp, gpu=1, ...`), `Finished jobid: N`
 when one ends well, and an `Error in rule NAME:` block with `jobid: N` when one fails (also for the
-jobs it kills after `Terminating processes on user request`). lensflow.runtime.pick_device logs one
+jobs it kills after `Terminating processes on user request`). lensflow.core.runtime.pick_device logs one
 line `device: cuda (job gpu=1, threads=N)` or `device: cpu (job gpu=0, ...)` per job.
 """
 

@@ -44,17 +44,17 @@ WHEELS=(
   gitpython==3.2.1 gitdb==4.0.12 smmap==5.0.3 humanfriendly==10.0 immutables==0.21 nbformat==5.11.1
   fastjsonschema==2.22.3 jupyter-core==5.9.1 traitlets==5.16.1 platformdirs==4.14.9 smart-open==7.7.1
   sqlmodel==0.0.37 sqlalchemy==2.0.58 greenlet==3.5.6 tenacity==9.2.1 throttler==1.2.3 yte==1.9.4
-  # config validation (lensflow.config), also Snakemake's
+  # config validation (lensflow.core.config), also Snakemake's
   jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
-  # fine-tuning (lensflow.dpo, lensflow.rl) and data loading (lensflow.data, the stand-in hub)
+  # fine-tuning (lensflow.lfp.finetune.dpo, lensflow.lfp.finetune.rl) and data loading (lensflow.core.data, the stand-in hub)
   trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
-  # spacy.blank("en"): concept mining (lensflow.concepts), the VADER reward's tokenizer
-  # (lensflow.rewards), stop words (lensflow.preferences)
+  # spacy.blank("en"): concept mining (lensflow.expertlens.concepts), the VADER reward's tokenizer
+  # (lensflow.lfp.finetune.rewards), stop words (lensflow.lfp.finetune.preferences)
   spacy==3.8.18 spacy-legacy==3.0.12 spacy-loggers==1.0.5 thinc==8.3.14 blis==1.3.4 cymem==2.0.16
   preshed==3.0.15 murmurhash==1.0.16 srsly==2.5.6 wasabi==1.1.3 catalogue==2.0.10 confection==1.3.4
   weasel==1.0.1 cloudpathlib==0.26.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0
   typing-inspection==0.4.5
-  # the VADER lexicon (lensflow.rewards, paper.yaml's data.vader-lexicon)
+  # the VADER lexicon (lensflow.lfp.finetune.rewards, paper.yaml's data.vader-lexicon)
   vaderSentiment==3.3.2
 )
 SDIST_ONLY=(connection_pool==0.0.3)  # pure Python, no wheel on PyPI: built here (py3-none-any)

@@ -1,4 +1,4 @@
-"""Zero-ablation of SAE features (lensflow.ablation): the patch itself, rewards, prefixes, the
+"""Zero-ablation of SAE features (lensflow.lfp.validation.ablation): the patch itself, rewards, prefixes, the
 sampling run and its table."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from lensflow.ablation import (ablation_table, prefixes_from_texts, random_features, related_per_module,
-                               run_ablation, sae_patch, task_reward)
-from lensflow.layers import mlp_modules
-from lensflow.preferences import helpfulness_score, toxicity_score
-from lensflow.rewards import vader_reward
-from lensflow.rl_eval import sample_completions
-from lensflow.sae import SparseAutoencoder
+from lensflow.lfp.finetune.layers import mlp_modules
+from lensflow.lfp.finetune.preferences import helpfulness_score, toxicity_score
+from lensflow.lfp.finetune.rewards import vader_reward
+from lensflow.lfp.finetune.rl_eval import sample_completions
+from lensflow.lfp.sae.model import SparseAutoencoder
+from lensflow.lfp.validation.ablation import (ablation_table, prefixes_from_texts, random_features, related_per_module,
+                                              run_ablation, sae_patch, task_reward)
 from tiny_models import WORDS, tiny_model, tiny_tokenizer
 
 D = 16  # tiny models' hidden size

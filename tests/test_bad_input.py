@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from failure_logs import failure_report
-from lensflow import io, models
-from lensflow.cache import CacheSpec, cache_activations, read_pooled
-from lensflow.concepts import build_bank
-from lensflow.expertlens import check_membership
-from lensflow.hooks import NoModuleMatched
+from lensflow.core import io, models
+from lensflow.core.cache import CacheSpec, cache_activations, read_pooled
+from lensflow.core.hooks import NoModuleMatched
+from lensflow.expertlens.concepts import build_bank
+from lensflow.expertlens.pipeline import check_membership
 from run_checks import leftovers
 from tiny_models import save_tiny, tiny_model, tiny_tokenizer
 from workflow_helpers import copy_config, snakemake
@@ -99,7 +99,7 @@ def test_model_folder_without_weights(tmp_path):
 def test_nan_loss_stops_training_and_saves_nothing(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from lensflow.dpo import DPOHyper, train_dpo
+    from lensflow.lfp.finetune.dpo import DPOHyper, train_dpo
 
     base = save_tiny(tmp_path / "base")
     weights = base / "model.safetensors"

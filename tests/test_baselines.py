@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensflow import baselines, io
+from lensflow.core import io
+from lensflow.expertlens import baselines
 from tiny_models import save_tiny, tiny_model, tiny_tokenizer
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
@@ -231,7 +232,7 @@ def test_words_script(tmp_path):
 
 def test_embeddings_script(tmp_path, monkeypatch):
     folder = save_tiny(tmp_path / "tiny")
-    from lensflow import models
+    from lensflow.core import models
 
     monkeypatch.setattr(models, "load", lambda *a, **kw: pytest.fail("the whole model was loaded"))
     concepts = concepts_table(tmp_path / "c.parquet", ["cat", "dog", "film", "zebra"], [True] * 4)

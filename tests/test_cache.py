@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lensflow import io
-from lensflow.cache import CacheSpec, cache_activations, iter_token_batches, read_pooled
-from lensflow.hooks import NoModuleMatched, capture, match_modules
-from lensflow.io import read_metadata
+from lensflow.core import io
+from lensflow.core.cache import CacheSpec, cache_activations, iter_token_batches, read_pooled
+from lensflow.core.hooks import NoModuleMatched, capture, match_modules
+from lensflow.core.io import read_metadata
 from tiny_models import save_tiny, tiny_model, tiny_tokenizer
 
 TEXTS = pd.DataFrame({
@@ -201,7 +201,7 @@ def test_unknown_pooling_fails_before_any_forward(tmp_path):
 # ------------------------------------------------------ precision chosen by the hardware (issue 13, item 1)
 @pytest.mark.parametrize("native", [False, True], ids=["avx2-only", "avx512_bf16"])
 def test_auto_precision_is_recorded_and_used(tmp_path, monkeypatch, native):
-    from lensflow import runtime
+    from lensflow.core import runtime
 
     monkeypatch.setattr(runtime, "cpu_flags", lambda *a, **k: {"avx2", "avx512f"} | ({"avx512_bf16"} if native else set()))
     model, tok = tiny_model("llama"), tiny_tokenizer()
@@ -233,7 +233,7 @@ def _script(name):
 def test_cache_job_on_an_avx2_only_cpu_runs_fp32_and_says_so(tmp_path, monkeypatch):
     """The rule's job with the default `auto` on a CPU without native bf16: fp32, in the output's metadata
     and in the job's log."""
-    from lensflow import runtime
+    from lensflow.core import runtime
 
     monkeypatch.setattr(runtime, "cpu_flags", lambda *a, **k: {"sse2", "avx", "avx2", "fma"})
     texts = tmp_path / "texts.parquet"

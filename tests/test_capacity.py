@@ -16,9 +16,9 @@ import sys
 import pytest
 import yaml
 
-from lensflow import capacity
-from lensflow.config import load_config
-from lensflow.model_sizes import KNOWN_MODELS, CapacityError, jobs_of_dry_run, model_dims
+from lensflow.core import capacity
+from lensflow.core.config import load_config
+from lensflow.core.model_sizes import KNOWN_MODELS, CapacityError, jobs_of_dry_run, model_dims
 from workflow_helpers import ROOT, SNAKEMAKE
 
 PAPER = ROOT / "config" / "paper.yaml"

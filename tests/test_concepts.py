@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lensflow import concept_choice as CC
-from lensflow import concepts as C
-from lensflow import generate as G
+from lensflow.expertlens import concept_choice as CC
+from lensflow.expertlens import concepts as C
+from lensflow.expertlens import generate as G
 from tiny_models import tiny_model, tiny_tokenizer
 
 

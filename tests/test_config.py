@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lensflow.config import ConfigError, expand_models, load_config, validate_config
+from lensflow.core.config import ConfigError, expand_models, load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -169,14 +169,17 @@ def test_rl_prompts_must_fit_the_reviews_before_any_job_runs():
 
 
 def test_rl_hyper_defaults_read_without_importing_torch():
-    """config.py reads RLHyper's defaults from rl.py's source (importing it would load torch into every
-    Snakemake parse); they must be the dataclass's own."""
+    """config_checks.py reads RLHyper's and DPOHyper's defaults from rl.py's and dpo.py's source
+    (importing them would load torch into every Snakemake parse, and core imports no lfp module);
+    they must be the dataclasses' own."""
     from dataclasses import asdict
 
-    from lensflow.config import rl_hyper_defaults
-    from lensflow.rl import RLHyper
+    from lensflow.core.config_checks import dpo_hyper_defaults, rl_hyper_defaults
+    from lensflow.lfp.finetune.dpo import DPOHyper
+    from lensflow.lfp.finetune.rl import RLHyper
 
     assert rl_hyper_defaults() == asdict(RLHyper())
+    assert dpo_hyper_defaults() == asdict(DPOHyper())
 
 
 def test_bf16_autocast_is_auto_by_default_and_in_both_configs():
@@ -219,8 +222,8 @@ def test_sae_tokens_must_fit_the_task_texts_before_any_job_runs():
 def test_n_heldout_texts_is_the_split_rule():
     import numpy as np
 
-    from lensflow.config import n_heldout_texts
-    from lensflow.sae_data import split_texts
+    from lensflow.core.config_checks import n_heldout_texts
+    from lensflow.lfp.sae.data import split_texts
 
     for n, f in [(2, 0.5), (10, 0.1), (325, 0.1), (324, 0.1), (2000, 0.1), (7, 0.99)]:
         assert len(split_texts(np.arange(n), f)[1]) == n_heldout_texts(n, f)

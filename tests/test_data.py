@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from lensflow import data, io
-from lensflow.assets import AssetUnavailable
+from lensflow.core import data, io
+from lensflow.core.assets import AssetUnavailable
 
 
 def test_texts_from_local_csv_with_label_and_sampling(tmp_path):

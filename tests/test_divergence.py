@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from lensflow.divergence import block_index, layer_divergence, select_layers
+from lensflow.lfp.finetune.divergence import block_index, layer_divergence, select_layers
 
 N_LAYERS = 4
 

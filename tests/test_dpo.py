@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 from tiny_models import save_tiny, tiny_model, tiny_tokenizer
 
-from lensflow import models
-from lensflow.dpo import LOG_COLUMNS, DPOHyper, _dataset, fit_prompt, to_messages, train_dpo
-from lensflow.preferences import (
+from lensflow.core import models
+from lensflow.lfp.finetune.dpo import LOG_COLUMNS, DPOHyper, _dataset, fit_prompt, to_messages, train_dpo
+from lensflow.lfp.finetune.preferences import (
     build_pairs,
     helpfulness_score,
     judge_for,

@@ -1,4 +1,4 @@
-"""lensflow.expertise: vectorised AP must equal sklearn's average_precision_score, ties included."""
+"""lensflow.expertlens.expertise: vectorised AP must equal sklearn's average_precision_score, ties included."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from lensflow.expertise import DEFAULT_THRESHOLDS, average_precision, count_above, expertise_table
+from lensflow.expertlens.expertise import DEFAULT_THRESHOLDS, average_precision, count_above, expertise_table
 
 
 def sk_ap(scores, labels):

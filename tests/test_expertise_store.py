@@ -1,12 +1,12 @@
-"""The streamed expertise table (lensflow.expertise_store) against direct in-memory computations."""
+"""The streamed expertise table (lensflow.expertlens.expertise_store) against direct in-memory computations."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lensflow import io
-from lensflow.expertise import count_above
-from lensflow.expertise_store import max_ap, read_ap_matrix, read_concepts, write_expertise
+from lensflow.core import io
+from lensflow.expertlens.expertise import count_above
+from lensflow.expertlens.expertise_store import max_ap, read_ap_matrix, read_concepts, write_expertise
 
 CONCEPTS = ["dog", "cat", "film", "tree"]
 MODULES = [("model.layers.0.mlp", 7), ("model.layers.0.self_attn.o_proj", 5), ("model.layers.3.mlp", 9)]

@@ -9,12 +9,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from lensflow import io
-from lensflow.cache import CacheSpec, cache_activations
-from lensflow.expertise_store import read_ap_matrix, write_expertise
-from lensflow.expertise_stream import stream_expertise
-from lensflow.expertlens import iter_expertise
-from lensflow.io import read_metadata
+from lensflow.core import io
+from lensflow.core.cache import CacheSpec, cache_activations
+from lensflow.core.io import read_metadata
+from lensflow.expertlens.expertise_store import read_ap_matrix, write_expertise
+from lensflow.expertlens.expertise_stream import stream_expertise
+from lensflow.expertlens.pipeline import iter_expertise
 from tiny_models import WORDS, save_tiny, tiny_model, tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""lensflow.expertise_torch: the torch expertise equals sklearn and the numba kernel (ties included).
+"""lensflow.expertlens.expertise_torch: the torch expertise equals sklearn and the numba kernel (ties included).
 
 CPU torch here; CUDA too when a GPU is present (the same tests, parametrised by device).
 """
@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from lensflow.expertise import expertise_table
-from lensflow.expertise_torch import expertise_stats, expertise_table_torch
+from lensflow.expertlens.expertise import expertise_table
+from lensflow.expertlens.expertise_torch import expertise_stats, expertise_table_torch
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 STATS = ["ap", "off_mean", "on_p50", "on_p90"]

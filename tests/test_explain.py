@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lensflow.explain import (
+from lensflow.lfp.validation.explanations import (
     ExplainerError,
     LocalClient,
     OpenAIClient,
@@ -401,7 +401,7 @@ def test_gemma_template_really_refuses_system_and_non_alternating_turns():
 
 
 def test_render_chat_folds_the_system_message_into_the_first_user_turn():
-    from lensflow.explain_local import render_chat
+    from lensflow.core.llm.local import render_chat
 
     tok = gemma_tokenizer()
     msgs = [{"role": "system", "content": "the cat"}, {"role": "user", "content": "the dog sat"}]
@@ -442,7 +442,7 @@ def test_local_client_works_with_a_template_without_system_role(tiny, tmp_path):
 
 
 def test_generator_prompts_go_through_the_same_rendering():
-    from lensflow import generate as G
+    from lensflow.expertlens import generate as G
 
     tok = gemma_tokenizer()
     chat, templated = G._prompts(tok, ["cat"], "Say {concept}.")

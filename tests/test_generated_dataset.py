@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from lensflow import generate as G
-from lensflow import io
+from lensflow.core import io
+from lensflow.expertlens import generate as G
 from test_explain import ENV, key, server  # noqa: F401 (pytest fixtures)
 from tiny_models import save_tiny
 

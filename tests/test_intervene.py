@@ -6,18 +6,10 @@ import pytest
 import torch
 from scipy import stats
 
-from lensflow.hooks import capture
-from lensflow.intervene import (
-    NEUTRAL_PROMPTS,
-    causal_effect,
-    concept_probability,
-    contains_word,
-    force_units,
-    generate_samples,
-    generation_rate,
-    pick_units,
-)
-from lensflow.causal_stats import summarise, t_interval
+from lensflow.core.hooks import capture
+from lensflow.expertlens.causal.check import NEUTRAL_PROMPTS, causal_effect, force_units, pick_units
+from lensflow.expertlens.causal.measures import concept_probability, contains_word, generate_samples, generation_rate
+from lensflow.expertlens.causal.stats import summarise, t_interval
 from tiny_models import tiny_model, tiny_tokenizer
 
 DOWN0 = "model.layers.0.mlp.down_proj"
@@ -259,8 +251,8 @@ def test_el_causal_script(tmp_path):
     from pathlib import Path
     from types import SimpleNamespace
 
-    from lensflow import io
-    from lensflow.expertise_store import write_expertise
+    from lensflow.core import io
+    from lensflow.expertlens.expertise_store import write_expertise
     from tiny_models import save_tiny
 
     folder = save_tiny(tmp_path / "model", "llama")

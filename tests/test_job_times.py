@@ -1,5 +1,5 @@
-"""The job-times table (lensflow.job_times, rule job_times) and the machine description
-(lensflow.machine): Snakemake benchmark files parsed, matched to their rules, summed per rule; the
+"""The job-times table (lensflow.core.job_times, rule job_times) and the machine description
+(lensflow.core.machine): Snakemake benchmark files parsed, matched to their rules, summed per rule; the
 CPU's model and flags read from a mocked /proc/cpuinfo; every job of the shipped configs benchmarked."""
 
 import json
@@ -13,9 +13,9 @@ import textwrap
 import pandas as pd
 import pytest
 
-from lensflow import machine
-from lensflow.job_times import (UNKNOWN_RULE, BenchmarkError, collect, hms, markdown, match_rule, parse_hms,
-                                pattern_regex, per_rule, read_benchmark, summary)
+from lensflow.core import machine
+from lensflow.core.job_times import (UNKNOWN_RULE, BenchmarkError, collect, hms, markdown, match_rule, parse_hms,
+                                     pattern_regex, per_rule, read_benchmark, summary)
 from workflow_helpers import ROOT, SNAKEMAKE
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"

@@ -1,5 +1,5 @@
-"""lensflow.plots_sae / plots_probes: each figure writes a real PNG and PDF from small tables, draws
-what its table says (checked on the captured figure), and empty input gives the "no data" figure."""
+"""lensflow.lfp.figures.sae / .probes: each figure writes a real PNG and PDF from small tables,
+draws what its table says (checked on the captured figure), and empty input gives the "no data" figure."""
 
 import matplotlib.collections
 import matplotlib.pyplot as plt
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from figure_spy import texts
-from lensflow import plots
-from lensflow import plots_probes as pp
-from lensflow import plots_sae as ps
+from lensflow.core import plots
+from lensflow.lfp.figures import probes as pp
+from lensflow.lfp.figures import sae as ps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

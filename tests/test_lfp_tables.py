@@ -9,11 +9,11 @@ import pytest
 import torch
 from scipy import stats
 
-from lensflow.lfp_claims import ablation_claims, activity_claims, overlap_claims, probe_claims
-from lensflow.overlap import explained_features, feature_overlap
-from lensflow.probe_eval import MEASURE_COLUMNS, evaluate_logistic, evaluate_regression
-from lensflow.sae_tables import MEASURES, overlap_summary, random_mmcs, sae_summary
-from lensflow.triples import corpus_lexicon
+from lensflow.lfp.claims import ablation_claims, activity_claims, overlap_claims, probe_claims
+from lensflow.lfp.probes.evaluate import MEASURE_COLUMNS, evaluate_logistic, evaluate_regression
+from lensflow.lfp.probes.triples import corpus_lexicon
+from lensflow.lfp.sae.overlap import explained_features, feature_overlap
+from lensflow.lfp.sae.tables import MEASURES, overlap_summary, random_mmcs, sae_summary
 
 # --- sae_summary ----------------------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ def test_explained_features_are_the_top_k_live_features():
     assert top not in alive and top not in out["small_feature"].tolist()
 
 
-# --- lfp_claims -----------------------------------------------------------------------------------
+# --- lfp.claims -----------------------------------------------------------------------------------
 
 def probe_measures(model="m", task="vader", tau=(0.4, 0.01), base=(0.05, 0.6), neg=(0.3, 0.02),
                    sign=((0.8, 0.62, 0.91), (0.7, 0.45, 0.86)), logistic=None):
@@ -282,7 +282,7 @@ def test_ablation_claims_skip_runs_without_related_condition():
     assert len(rows) == 1 and "a / vader" in rows[0]["statistic"]
 
 
-# --- probe_eval -----------------------------------------------------------------------------------
+# --- probes.evaluate ------------------------------------------------------------------------------
 
 def probe_table(n_triples=60, d=30, noise=0.3, seed=0, signal_orthogonal_to=None):
     """Rows x+ / x- per triple with a planted linear signal of word_value in X."""
@@ -367,7 +367,7 @@ def test_regression_measures_recomputed_from_the_predictions(regression):
     w = out["words"].set_index("word")
     np.testing.assert_allclose(w.loc[words.index, "baseline"], words["baseline"])
     # the probe was fitted on train rows only: refitting without the test rows gives the same model
-    from lensflow.probes import fit_linear_probe
+    from lensflow.lfp.probes.fit import fit_linear_probe
 
     train = (pred.split == "train").to_numpy()
     refit = fit_linear_probe(X[train], table["label"].to_numpy()[train], seed=seed)

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from lensflow import models
-from lensflow.models import ModelUnavailable
+from lensflow.core import models
+from lensflow.core.models import ModelUnavailable
 from tiny_models import save_tiny
 
 

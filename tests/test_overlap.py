@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from lensflow.overlap import (
+from lensflow.lfp.sae.model import SparseAutoencoder
+from lensflow.lfp.sae.overlap import (
     cosine_similarity_matrix,
     feature_overlap,
     high_overlap_features,
     match_features,
     mean_matched_cosine,
 )
-from lensflow.sae import SparseAutoencoder
 
 
 def test_permuted_copy_is_recovered():

@@ -1,5 +1,5 @@
-"""lensflow.plots / plots_expertlens: every figure writes a real PNG and PDF, empty tables give the
-"no data" figure, a failed write leaves nothing behind, and the clustering helpers are right."""
+"""lensflow.core.plots / lensflow.expertlens.figures: every figure writes a real PNG and PDF, empty
+tables give the "no data" figure, a failed write leaves nothing behind, and the clustering helpers are right."""
 
 import itertools
 import os
@@ -14,9 +14,9 @@ from scipy.cluster.hierarchy import leaves_list
 from PIL import Image
 
 from figure_spy import texts
-from lensflow import plots
-from lensflow import plots_expertlens as pe
-from lensflow import plots_stability as ps
+from lensflow.core import plots
+from lensflow.expertlens.figures import results as pe
+from lensflow.expertlens.figures import stability as ps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RNG = np.random.default_rng(0)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lensflow import runtime
-from lensflow.runtime import resolve_bf16_autocast
+from lensflow.core import runtime
+from lensflow.core.runtime import resolve_bf16_autocast
 
 AVX2_ONLY = {"fpu", "sse2", "avx", "avx2", "fma"}
 AVX512_NO_BF16 = AVX2_ONLY | {"avx512f", "avx512bw", "avx512_vnni"}

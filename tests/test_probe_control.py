@@ -1,12 +1,12 @@
-"""Base-model control of the probes (lensflow.probe_control, lfp_claims.control_claims)."""
+"""Base-model control of the probes (lensflow.lfp.probes.base_control, lensflow.lfp.claims.control_claims)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from lensflow.lfp_claims import control_claims
-from lensflow.probe_control import accuracy_control, kendall_control, paired_rows, paired_words
+from lensflow.lfp.claims import control_claims
+from lensflow.lfp.probes.base_control import accuracy_control, kendall_control, paired_rows, paired_words
 
 
 def words(values, preds, names=None):

@@ -1,4 +1,4 @@
-"""Probe inputs (lensflow.probe_data) and probes / evaluation (lensflow.probes)."""
+"""Probe inputs (lensflow.lfp.probes.data) and probes / evaluation (lensflow.lfp.probes.fit)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from scipy import stats
 
-from lensflow.probe_data import probe_codes, probe_dataset
-from lensflow.probes import (
+from lensflow.lfp.probes.data import probe_codes, probe_dataset
+from lensflow.lfp.probes.fit import (
     error_vs_frequency,
     fit_linear_probe,
     fit_logistic_probe,
@@ -22,7 +22,7 @@ from lensflow.probes import (
     split_by_triple,
     xavier_baseline,
 )
-from lensflow.sae import SparseAutoencoder
+from lensflow.lfp.sae.model import SparseAutoencoder
 from tiny_models import tiny_model, tiny_tokenizer
 
 
@@ -107,7 +107,7 @@ def test_probe_codes_span_without_token_raises(tiny, saes):
 @pytest.mark.parametrize("native", [False, True], ids=["avx2-only", "avx512_bf16"])
 def test_probe_codes_auto_precision_follows_the_cpu(tiny, saes, monkeypatch, native):
     """`auto` (issue 13, item 1): bf16 autocast only on a CPU with native bf16, else fp32, exactly as forced."""
-    from lensflow import runtime
+    from lensflow.core import runtime
 
     monkeypatch.setattr(runtime, "cpu_flags", lambda *a, **k: {"avx2"} | ({"avx512_bf16"} if native else set()))
     model, tok = tiny
@@ -125,8 +125,8 @@ def test_probe_data_job_records_its_precision(tmp_path, monkeypatch):
     from pathlib import Path
     from types import SimpleNamespace as NS
 
-    from lensflow import io, runtime
-    from lensflow.sae import save_saes
+    from lensflow.core import io, runtime
+    from lensflow.lfp.sae.model import save_saes
     from tiny_models import save_tiny
 
     monkeypatch.setattr(runtime, "cpu_flags", lambda *a, **k: {"sse2", "avx2"})

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lensflow.cache import CacheSpec, cache_activations
-from lensflow.io import TableError
-from lensflow.records import format_records, scale_activation, token_table, top_records
-from lensflow.sae import SparseAutoencoder
+from lensflow.core.cache import CacheSpec, cache_activations
+from lensflow.core.io import TableError
+from lensflow.lfp.sae.model import SparseAutoencoder
+from lensflow.lfp.validation.records import format_records, scale_activation, token_table, top_records
 from tiny_models import WORDS, tiny_model, tiny_tokenizer
 
 MODULE = "model.layers.0.mlp"

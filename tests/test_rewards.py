@@ -2,7 +2,7 @@
 
 import pytest
 
-from lensflow.rewards import (
+from lensflow.lfp.finetune.rewards import (
     lexicon_word_counts,
     load_vader_lexicon,
     make_vader_reward_fn,

@@ -1,4 +1,4 @@
-"""hh / toxic triples written by an instruct LLM (lensflow.rewrites and the lfp_triples script),
+"""hh / toxic triples written by an instruct LLM (lensflow.lfp.probes.rewrites and the lfp_triples script),
 with a scripted client and, for the script, against the fake OpenAI-compatible server of
 test_explain (real HTTP on 127.0.0.1)."""
 
@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from lensflow import io
-from lensflow.rewrites import STYLES, clean_rewrite, llm_rewrite_triples, rewrite_messages
+from lensflow.core import io
+from lensflow.lfp.probes.rewrites import STYLES, clean_rewrite, llm_rewrite_triples, rewrite_messages
 from test_explain import ENV, key, server  # noqa: F401 (pytest fixtures)
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
@@ -119,8 +119,8 @@ def test_triples_script_with_an_endpoint_caches_and_never_writes_the_key(server,
 
 def test_a_local_rewriter_without_system_role_folds_the_instructions_into_the_user_turn(tmp_path):
     """Gemma-style instruct models (no system role, strictly alternating turns) as the local rewriter."""
-    from lensflow.explain import LocalClient
-    from lensflow.rewrites import SYSTEM
+    from lensflow.lfp.probes.rewrites import SYSTEM
+    from lensflow.lfp.validation.explanations import LocalClient
     from test_explain import gemma_tokenizer
     from tiny_models import tiny_model
 

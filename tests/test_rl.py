@@ -12,10 +12,10 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from lensflow import models
-from lensflow.prompts import review_prompts
-from lensflow.rl_eval import reward_comparison, rolling_reward, sample_completions, word_generation_counts
-from lensflow.stats import bootstrap_mean_diff
+from lensflow.core import models
+from lensflow.core.stats import bootstrap_mean_diff
+from lensflow.lfp.finetune.prompts import review_prompts
+from lensflow.lfp.finetune.rl_eval import reward_comparison, rolling_reward, sample_completions, word_generation_counts
 from tiny_models import WORDS, save_tiny, tiny_model, tiny_tokenizer
 
 
@@ -53,7 +53,7 @@ def lexicon():
 
 @pytest.mark.parametrize("method,steps", [("rloo", 2), ("grpo", 1)])
 def test_tiny_rl_run_moves_weights_and_logs(tmp_path, method, steps):
-    from lensflow.rl import TSV_COLUMNS, RLHyper, train_rl
+    from lensflow.lfp.finetune.rl import TSV_COLUMNS, RLHyper, train_rl
 
     # Every tiny word scores (distinct values): completions of a group almost surely differ in reward,
     # so the leave-one-out advantages, and hence the gradients, are not all zero.
@@ -142,7 +142,7 @@ def _openings_corpus():
 
 
 def _split(texts, n_heldout=8, n_train=None, seed=3, **kw):
-    from lensflow.rl import split_prompts
+    from lensflow.lfp.finetune.prompts import split_prompts
 
     return split_prompts(texts, tiny_tokenizer(), n_heldout, n_train, min_train=kw.pop("min_train", 4),
                          min_chars=200, prompt_tokens=(2, 4), seed=seed, task="vader", **kw)
@@ -181,7 +181,7 @@ def test_split_too_small_names_the_keys():
 
 
 def test_train_prompt_count():
-    from lensflow.rl import RLHyper, train_prompt_count
+    from lensflow.lfp.finetune.rl import RLHyper, train_prompt_count
 
     assert train_prompt_count(RLHyper(max_steps=0), None) is None  # one epoch: all that is left
     assert train_prompt_count(RLHyper(max_steps=0), 40) == 40
@@ -208,7 +208,8 @@ def _run(script, sm):
 def test_one_epoch_run_then_heldout_eval(tmp_path, monkeypatch):
     """The paper config's case: max_steps 0 trains on every prompt it is given, and the evaluation
     still gets n_prompts prompts the policy never saw."""
-    from lensflow import io, rl
+    from lensflow.core import io
+    from lensflow.lfp.finetune import rl
 
     texts = _corpus(36)  # 24 long reviews: 6 held out, the rest one epoch of training
     io.write_table(pd.DataFrame({"text_id": range(36), "text": texts}), tmp_path / "texts.parquet", {})
@@ -251,7 +252,7 @@ def test_one_epoch_run_then_heldout_eval(tmp_path, monkeypatch):
 
 
 def test_eval_prompts_are_the_recorded_heldout_part():
-    from lensflow.rl_eval import heldout_prompts
+    from lensflow.lfp.finetune.rl_eval import heldout_prompts
 
     texts, tok = _openings_corpus(), tiny_tokenizer()
     split = _split(texts, n_train=12)

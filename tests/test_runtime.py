@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from lensflow.runtime import pick_device
+from lensflow.core.runtime import pick_device
 
 
 def test_cpu_job_logs_its_device(caplog):
@@ -32,7 +32,7 @@ def test_gpu_job_with_cuda_says_cuda(caplog, monkeypatch):
 def test_job_logs_keep_libraries_chatter_out(tmp_path):
     """matplotlib's PDF backend runs fontTools' subsetter, whose INFO lines (hundreds per figure)
     buried each figure job's own log lines."""
-    from lensflow.runtime import setup_logging
+    from lensflow.core.runtime import setup_logging
 
     path = tmp_path / "job.log"
     setup_logging(str(path)).info("ours")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lensflow.sae import SparseAutoencoder, load_sae, sae_metrics, save_sae, train_sae
+from lensflow.lfp.sae.model import SparseAutoencoder, load_sae, sae_metrics, save_sae, train_sae
 
 
 def sparse_data(n=2048, d_in=16, n_true=24, k=2, seed=0):

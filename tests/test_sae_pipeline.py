@@ -13,15 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lensflow.ablation import ablation_prompts
-from lensflow.cache import CacheSpec, cache_activations
-from lensflow.hooks import NoModuleMatched
-from lensflow.io import TableError
-from lensflow.layers import mlp_modules
-from lensflow.sae import SparseAutoencoder, load_saes, save_saes
-from lensflow.sae_data import TokenBatches, cache_text_ids, split_texts
-from lensflow.sae_train import Variant, train_variant
-from lensflow.task_texts import exchange, task_texts
+from lensflow.core.cache import CacheSpec, cache_activations
+from lensflow.core.hooks import NoModuleMatched
+from lensflow.core.io import TableError
+from lensflow.lfp.finetune.layers import mlp_modules
+from lensflow.lfp.sae.data import TokenBatches, cache_text_ids, split_texts
+from lensflow.lfp.sae.model import SparseAutoencoder, load_saes, save_saes
+from lensflow.lfp.sae.task_texts import exchange, task_texts
+from lensflow.lfp.sae.train import Variant, train_variant
+from lensflow.lfp.validation.ablation import ablation_prompts
 from tiny_models import WORDS, tiny_model, tiny_tokenizer
 
 MODULES = ["model.layers.0.mlp", "model.layers.1.mlp"]
@@ -490,7 +490,7 @@ def test_sae_trained_on_a_float16_cache_equals_one_trained_on_its_float32_values
 
 
 def test_records_of_a_float16_cache_equal_those_of_its_float32_values(half_caches):
-    from lensflow.records import top_records
+    from lensflow.lfp.validation.records import top_records
 
     half, full = half_caches
     sae = SparseAutoencoder(D, 2 * D, seed=1)
@@ -504,7 +504,7 @@ def test_records_of_a_float16_cache_equal_those_of_its_float32_values(half_cache
 # --- enough distinct tokens for n_examples (lfp.n_texts) -----------------------------------------
 
 def test_cache_token_counts_are_rows_per_text(token_cache):
-    from lensflow.sae_data import cache_token_counts
+    from lensflow.lfp.sae.data import cache_token_counts
 
     path, table = token_cache
     ids, counts = cache_token_counts(path)
@@ -513,7 +513,7 @@ def test_cache_token_counts_are_rows_per_text(token_cache):
 
 
 def test_too_few_training_tokens_stop_naming_the_keys_unless_repeats_are_allowed():
-    from lensflow.sae_data import check_training_tokens
+    from lensflow.lfp.sae.data import check_training_tokens
 
     # 100 tokens in whole batches of 32 are 96: 3 steps; 75 examples need 3 steps (96 tokens)
     assert check_training_tokens(100, 9, 75, 32, False, "cache.parquet") == pytest.approx(1.0)

@@ -1,10 +1,10 @@
-"""lensflow.similarity: expert sets, Jaccard / cosine matrices, pair look-up."""
+"""lensflow.expertlens.similarity: expert sets, Jaccard / cosine matrices, pair look-up."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lensflow.similarity import cosine_matrix, expert_sets, jaccard_matrix, pair_values
+from lensflow.expertlens.similarity import cosine_matrix, expert_sets, jaccard_matrix, pair_values
 
 
 def test_expert_sets_strict_threshold_and_names():
@@ -91,7 +91,7 @@ def test_float32_thresholds_match_the_float64_comparison():
 
 
 def test_float32_similarities_equal_those_of_the_float64_copy():
-    from lensflow.expertlens import similarities
+    from lensflow.expertlens.pipeline import similarities
 
     rng = np.random.default_rng(3)
     ap = rng.beta(0.5, 2.0, size=(9, 700)).astype(np.float32)
@@ -110,7 +110,7 @@ def test_similarities_of_a_float32_matrix_make_no_whole_copy_of_it():
     previous tau's is alive while the next is made) and one block, never a float64 copy (2x)."""
     import tracemalloc
 
-    from lensflow.expertlens import similarities
+    from lensflow.expertlens.pipeline import similarities
 
     rng = np.random.default_rng(4)
     ap = rng.random((40, 250_000), dtype=np.float32)  # 40 MB

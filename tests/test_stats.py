@@ -1,4 +1,4 @@
-"""lensflow.stats: Spearman + bootstrap, t-interval of a mean, two-group mean difference."""
+"""lensflow.core.stats: Spearman + bootstrap, t-interval of a mean, two-group mean difference."""
 
 import warnings
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lensflow.stats import bootstrap_mean_diff, mean_ci, spearman_bootstrap
+from lensflow.core.stats import bootstrap_mean_diff, mean_ci, spearman_bootstrap
 
 
 def correlated(n, seed, rho=0.6):

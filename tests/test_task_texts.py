@@ -3,8 +3,8 @@ transcript, whether or not the prompt already is an HH-RLHF transcript."""
 
 import pandas as pd
 
-from lensflow.ablation import ablation_prompts
-from lensflow.task_texts import exchange, task_texts
+from lensflow.lfp.sae.task_texts import exchange, task_texts
+from lensflow.lfp.validation.ablation import ablation_prompts
 from tiny_models import tiny_tokenizer
 
 HH = "\n\nHuman: hi there\n\nAssistant: hello,\nfriend\n\nHuman: help me\n\nAssistant:"

@@ -1,4 +1,4 @@
-"""Contrastive triples (lensflow.triples): structure, substitution, determinism, polarity swap."""
+"""Contrastive triples (lensflow.lfp.probes.triples): structure, substitution, determinism, polarity swap."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensflow.preferences import helpfulness_score, toxicity_score
-from lensflow.rewards import load_vader_lexicon
-from lensflow.triples import (
+from lensflow.lfp.finetune.preferences import helpfulness_score, toxicity_score
+from lensflow.lfp.finetune.rewards import load_vader_lexicon
+from lensflow.lfp.probes.triples import (
     DEFAULT_NEUTRAL_WORDS,
     HARMFUL_ANSWERS,
     HELPFUL_ANSWERS,

@@ -1,4 +1,4 @@
-"""Probe validation by feature activity (lensflow.validation, paper Table 7)."""
+"""Probe validation by feature activity (lensflow.lfp.validation.activity, paper Table 7)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensflow.validation import activity_when_high, related_columns
+from lensflow.lfp.validation.activity import activity_when_high, related_columns
 
 
 def _known_case():

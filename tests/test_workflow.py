@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from lensflow.cache import read_pooled
-from lensflow.io import read_metadata
+from lensflow.core.cache import read_pooled
+from lensflow.core.io import read_metadata
 from run_checks import planned_jobs
 from workflow_helpers import ROOT, copy_config, snakemake, tiny_workdir
 
@@ -154,7 +154,7 @@ def test_lfp_outputs(tiny_run):
     work, _ = tiny_run
     import pandas as pd
 
-    from lensflow.sae import load_saes
+    from lensflow.lfp.sae.model import load_saes
 
     run = work / "results/lfp/tiny-llama/vader"
     layers = json.loads((work / "results/finetune/tiny-llama/vader/layers.json").read_text())

@@ -41,10 +41,10 @@ import transformers
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from lensflow import models  # noqa: E402
-from lensflow.cache import CacheSpec, _forward_target, cache_activations  # noqa: E402
-from lensflow.hooks import match_modules  # noqa: E402
-from lensflow.machine import machine_line  # noqa: E402
+from lensflow.core import models  # noqa: E402
+from lensflow.core.cache import CacheSpec, _forward_target, cache_activations  # noqa: E402
+from lensflow.core.hooks import match_modules  # noqa: E402
+from lensflow.core.machine import machine_line  # noqa: E402
 
 MODULES = ["model.layers.*.mlp"]
 

@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "workflow"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from lensflow.cache import CacheSpec, cache_activations  # noqa: E402
-from lensflow.hooks import match_modules  # noqa: E402
-from lensflow.runtime import cpu_flags, cpu_model, resolve_bf16_autocast  # noqa: E402
+from lensflow.core.cache import CacheSpec, cache_activations  # noqa: E402
+from lensflow.core.hooks import match_modules  # noqa: E402
+from lensflow.core.runtime import cpu_flags, cpu_model, resolve_bf16_autocast  # noqa: E402
 
 FLAGS_THAT_MATTER = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
@@ -99,7 +99,7 @@ def build(args):
 
     lengths = [int(x) for x in args.lengths.split(",")]
     if args.model:
-        from lensflow import models
+        from lensflow.core import models
 
         folder = Path(args.model) if Path(args.model).is_absolute() else ROOT / args.model
         model, tok, _ = models.load(folder, device=args.device)

@@ -1,4 +1,4 @@
-"""Benchmark: vectorised lensflow.expertise.average_precision vs a per-unit sklearn loop.
+"""Benchmark: vectorised lensflow.expertlens.expertise.average_precision vs a per-unit sklearn loop.
 
 Not a test (pytest does not collect bench_*.py). The sklearn loop is what the anchor code
 (apple/ml-selfcond) runs per unit; it is timed on a subset of units and extrapolated per unit
@@ -21,8 +21,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
-from lensflow.expertise import average_precision  # noqa: E402
-from lensflow.machine import describe, machine_line  # noqa: E402
+from lensflow.core.machine import describe, machine_line  # noqa: E402
+from lensflow.expertlens.expertise import average_precision  # noqa: E402
 
 
 def make_responses(n, u, kind, pos_frac, seed):

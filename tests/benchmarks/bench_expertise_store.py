@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
-from lensflow.expertise_store import read_ap_matrix, write_expertise  # noqa: E402
-from lensflow.machine import describe, machine_line  # noqa: E402
+from lensflow.core.machine import describe, machine_line  # noqa: E402
+from lensflow.expertlens.expertise_store import read_ap_matrix, write_expertise  # noqa: E402
 
 
 def module_tables(n_concepts, n_modules, n_units, seed=0):
-    """One table per module, as lensflow.expertlens.iter_expertise yields them."""
+    """One table per module, as lensflow.expertlens.pipeline.iter_expertise yields them."""
     rng = np.random.default_rng(seed)
     concepts = np.repeat([f"concept{c:03d}" for c in range(n_concepts)], n_units)
     units = np.tile(np.arange(n_units), n_concepts)

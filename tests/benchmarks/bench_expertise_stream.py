@@ -1,7 +1,7 @@
 """Benchmark: the streaming expertise path's peak memory and time, N vs 4N sentences and 1x vs 4x units
 (CPU torch), and the torch expertise kernel against the numba kernel on the same data (CPU).
 
-Not a test (pytest does not collect bench_*.py). Part 1 runs `lensflow.expertise_stream.stream_expertise`
+Not a test (pytest does not collect bench_*.py). Part 1 runs `lensflow.expertlens.expertise_stream.stream_expertise`
 end to end (forward with pooling hooks, per-concept block, torch AP, scratch, Parquet writer) on a random
 GPT-NeoX model (hidden 128, MLP 4096, 4 layers: the forward costs the same whatever is hooked), each
 configuration in a fresh process. Units: 1x = `layers.0.mlp.dense_h_to_4h` (4096), 4x = every layer's
@@ -10,7 +10,7 @@ per-concept block. Peak memory = the process's peak RSS minus its RSS just befor
 concept loop (forward, blocks, AP) and for the writing of the table (one module's rows for every concept)
 apart (/proc/self/clear_refs resets the peak between them; elsewhere ru_maxrss over the whole run, which
 includes the model); glibc's mmap threshold is fixed unless --glibc-default (see part1). Part 2 times
-`lensflow.expertise_torch.expertise_stats` and `lensflow.expertise.expertise_table` on one
+`lensflow.expertlens.expertise_torch.expertise_stats` and `lensflow.expertlens.expertise.expertise_table` on one
 [sentences, units] block and reports the largest difference.
 
 Usage (from the repo root):
@@ -42,7 +42,7 @@ def machine() -> str:
     import numba
     import torch
 
-    from lensflow.runtime import cpu_flags, cpu_model
+    from lensflow.core.runtime import cpu_flags, cpu_model
 
     flags = cpu_flags()
     has = {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16")}
@@ -54,7 +54,7 @@ def machine() -> str:
             + f"; torch {torch.__version__} ({torch.get_num_threads()} threads), numba {numba.__version__}, "
             f"numpy {np.__version__}; CUDA {'yes' if torch.cuda.is_available() else 'no'}; load average {load}")
     try:  # the shared one-line description, where present (tests/benchmarks/RESULTS.md)
-        from lensflow.machine import describe, machine_line
+        from lensflow.core.machine import describe, machine_line
 
         line += "\n" + machine_line(describe(with_torch=True))
     except Exception:  # noqa: BLE001 (the line above already names the machine)
@@ -101,8 +101,8 @@ def stream_run(args, concepts, units):
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from lensflow import expertise_stream as es
-    from lensflow.cache import CacheSpec
+    from lensflow.core.cache import CacheSpec
+    from lensflow.expertlens import expertise_stream as es
     from tiny_models import WORDS, tiny_tokenizer
 
     torch.set_num_threads(args.threads)
@@ -188,8 +188,8 @@ def part1(args):
 def part2(args):
     import torch
 
-    from lensflow.expertise import expertise_table
-    from lensflow.expertise_torch import expertise_stats
+    from lensflow.expertlens.expertise import expertise_table
+    from lensflow.expertlens.expertise_torch import expertise_stats
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)

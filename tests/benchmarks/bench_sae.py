@@ -12,10 +12,10 @@ project's dependencies stay untouched. Set it up once, then run from the reposit
 
 What is compared, all on one layer's per-token activations of a lensflow cache, held in memory as
 float32 (so data loading is excluded for every variant), text-level 90/10 train/held-out split
-(`lensflow.sae_data.split_texts`, as the workflow splits):
+(`lensflow.lfp.sae.data.split_texts`, as the workflow splits):
 
-  lensflow untied   `lensflow.sae.train_sae(..., tied=False)`  (its own loop: Adam, MSE + alpha * L1)
-  lensflow tied     `lensflow.sae.train_sae(..., tied=True)`   (the LFP paper's default)
+  lensflow untied   `lensflow.lfp.sae.model.train_sae(..., tied=False)`  (its own loop: Adam, MSE + alpha * L1)
+  lensflow tied     `lensflow.lfp.sae.model.train_sae(..., tied=True)`   (the LFP paper's default)
   sae-lens trainer  `sae_lens.StandardTrainingSAE` driven by `sae_lens.SAETrainer.fit()`, the standard
                     trainer (Adam, grad-norm clipping at 1.0, constant LR scheduler, L1 coefficient
                     scheduler, dead-feature bookkeeping); wandb off, tqdm off (TQDM_DISABLE=1).
@@ -73,10 +73,10 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from lensflow.io import read_metadata  # noqa: E402
-from lensflow.machine import machine_line  # noqa: E402
-from lensflow.sae import sae_metrics, train_sae  # noqa: E402
-from lensflow.sae_data import cache_text_ids, split_texts  # noqa: E402
+from lensflow.core.io import read_metadata  # noqa: E402
+from lensflow.core.machine import machine_line  # noqa: E402
+from lensflow.lfp.sae.data import cache_text_ids, split_texts  # noqa: E402
+from lensflow.lfp.sae.model import sae_metrics, train_sae  # noqa: E402
 
 VARIANTS = ("lensflow-untied", "lensflow-tied", "saelens-trainer", "saelens-bare")
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from lensflow.io import read_metadata, with_metadata
+from lensflow.core.io import read_metadata, with_metadata
 from run_checks import content_hashes, result_files, table_digest
 
 pytestmark = pytest.mark.slow

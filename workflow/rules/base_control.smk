@@ -1,7 +1,7 @@
 # Not in the paper: a base-model control for the probes. The same pipeline (activations at the
 # tuned model's selected layers, AE_n, probe data, probe; same triples, same split) on the model
 # BEFORE fine-tuning, so that the tables can tell a pattern learned in fine-tuning from what the
-# base model already encodes about the substituted words (lensflow.probe_control).
+# base model already encodes about the substituted words (lensflow.lfp.probes.base_control).
 
 
 use rule lfp_activations as lfp_base_activations with:

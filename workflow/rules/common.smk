@@ -7,8 +7,8 @@ from pathlib import Path
 LIB = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, LIB)
 
-from lensflow.config import ConfigError, expand_models, validate_config
-from lensflow.runtime import export_pythonpath
+from lensflow.core.config import ConfigError, expand_models, validate_config
+from lensflow.core.runtime import export_pythonpath
 
 export_pythonpath(LIB)
 
@@ -395,7 +395,7 @@ def lfp_alpha(model):
 
 
 def lfp_variants(model, task):
-    """SAE variant name -> settings (lensflow.sae_train.Variant) for one tuned model."""
+    """SAE variant name -> settings (lensflow.lfp.sae.train.Variant) for one tuned model."""
     sae, abl = LFP["sae"], LFP["ablations"]
     small, big = sae["widths"]
     base = dict(tied=sae["tied"], alpha=lfp_alpha(model), layers="highest")

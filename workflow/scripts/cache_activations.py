@@ -6,9 +6,9 @@ params: model, corpus, spec (modules/hook/pooling/dtype), batch_size, max_length
 rows_per_group, seed -> output[0] (Parquet). Uses CUDA when the job has a gpu and CUDA exists.
 """
 
-from lensflow import io
-from lensflow.cache import CacheSpec, cache_activations
-from lensflow.runtime import model_job
+from lensflow.core import io
+from lensflow.core.cache import CacheSpec, cache_activations
+from lensflow.core.runtime import model_job
 
 
 def main(sm):

@@ -4,7 +4,7 @@
 
 Several --configfile are deep-merged in order, as Snakemake does (e.g. paper.yaml + an overlay). The
 jobs are those of `snakemake -n` over the whole DAG (run in an empty temporary folder, offline), the
-estimates lensflow.capacity's (formulas and assumptions in its docstring). Markdown on stdout (and
+estimates lensflow.core.capacity's (formulas and assumptions in its docstring). Markdown on stdout (and
 in --out): totals, one row per job kind, one per job kind and model, and what is not in this DAG
 (the ExpertLens path not taken, smaller DPO footprints of 1B+ models).
 """
@@ -24,9 +24,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "workflow"))
 
-from lensflow import capacity  # noqa: E402
-from lensflow.config import validate_config  # noqa: E402
-from lensflow.model_sizes import jobs_of_dry_run  # noqa: E402
+from lensflow.core import capacity  # noqa: E402
+from lensflow.core.config import validate_config  # noqa: E402
+from lensflow.core.model_sizes import jobs_of_dry_run  # noqa: E402
 
 
 def merged(paths) -> dict:
@@ -71,7 +71,7 @@ def base(model: str) -> str:
 
 
 def group(rows, key):
-    """{key: rows}, in pipeline order (lensflow.capacity.ESTIMATED), then as the dry-run lists them."""
+    """{key: rows}, in pipeline order (lensflow.core.capacity.ESTIMATED), then as the dry-run lists them."""
     out = defaultdict(list)
     order = {rule: i for i, rule in enumerate(capacity.ESTIMATED)}
     for r in sorted(rows, key=lambda r: order.get(r["rule"], len(order))):
@@ -103,7 +103,7 @@ def markdown(title: str, rows: list[dict], alt: list[dict]) -> str:
     s = summary(rows)
     g = capacity.GPU
     out = [f"# Capacity plan: {title}", "",
-           f"Estimates from lensflow.capacity's formulas, not measurements. GPU: {g['name']}, bf16 dense peak "
+           f"Estimates from lensflow.core.capacity's formulas, not measurements. GPU: {g['name']}, bf16 dense peak "
            f"{g['bf16_tflops']} TFLOP/s at {capacity.MFU:.0%} sustained ({g['bf16_tflops'] * capacity.MFU:.0f} "
            f"TFLOP/s); decoding at {capacity.BW_EFF:.0%} of {g['hbm_tbps']} TB/s or {capacity.STEP_S * 1000:.0f} ms a "
            "step, whichever is slower. Disk: what the job writes (upper bounds from the config where the data "

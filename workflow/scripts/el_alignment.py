@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.alignment import alignment_rows
-from lensflow.runtime import setup_logging
-from lensflow.tables import write_csv_md
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.core.tables import write_csv_md
+from lensflow.expertlens.alignment import alignment_rows
 
 
 def main(sm):

@@ -12,8 +12,9 @@ import time
 
 from transformers import AutoTokenizer
 
-from lensflow import baselines, io
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens import baselines
 
 
 def main(sm):

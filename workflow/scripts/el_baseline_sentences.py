@@ -8,8 +8,9 @@ concepts without positives are listed in the metadata (`missing`). resources.gpu
 
 import time
 
-from lensflow import baselines, io
-from lensflow.runtime import pick_device, setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import pick_device, setup_logging
+from lensflow.expertlens import baselines
 
 
 def main(sm):

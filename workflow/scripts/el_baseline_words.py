@@ -7,8 +7,9 @@ metadata (`missing`) and have no rows.
 
 import time
 
-from lensflow import baselines, io
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens import baselines
 
 
 def main(sm):

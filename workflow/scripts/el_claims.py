@@ -7,10 +7,11 @@ pairs, taus, measure, models, n_boot, seed -> output.csv, output.md.
 
 import pandas as pd
 
-from lensflow import claims, io
-from lensflow.alignment import dynamics_table, scaling_table
-from lensflow.runtime import setup_logging
-from lensflow.tables import write_csv_md
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.core.tables import write_csv_md
+from lensflow.expertlens import claims
+from lensflow.expertlens.alignment import dynamics_table, scaling_table
 
 
 def main(sm):

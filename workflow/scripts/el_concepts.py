@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lensflow import concept_choice, concepts, io
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens import concept_choice, concepts
 
 
 def main(sm):

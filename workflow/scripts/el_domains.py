@@ -8,10 +8,10 @@ concept,category or ""), n_clusters (0 = one per category, else sqrt(n_concepts)
 import numpy as np
 import pandas as pd
 
-from lensflow import io
-from lensflow.alignment import category_agreement, permutation_ari, square
-from lensflow.plots_domains import cluster_concepts, plot_domains
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.alignment import category_agreement, permutation_ari, square
+from lensflow.expertlens.figures.domains import cluster_concepts, plot_domains
 
 
 def main(sm):

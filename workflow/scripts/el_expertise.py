@@ -7,10 +7,10 @@ Snakemake rule `el_expertise`: input.responses (activation cache), input.members
 
 import numpy as np
 
-from lensflow import io
-from lensflow.expertise_store import write_expertise
-from lensflow.expertlens import check_membership, iter_expertise
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.expertise_store import write_expertise
+from lensflow.expertlens.pipeline import check_membership, iter_expertise
 
 
 def main(sm):

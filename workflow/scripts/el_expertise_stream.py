@@ -4,17 +4,17 @@ Snakemake rule `el_expertise_streaming` (config `expertlens.expertise.path: stre
 (folder), input.sentences (text_id, text), input.membership (concept, text_id, label); params: model,
 dataset, taus, tau_grid, spec (the el-units cache: modules/hook/pooling/dtype), batch_size,
 max_length, bf16_autocast, seed -> output.expertise, output.counts, output.location: the files, columns
-and row groups `el_expertise` writes from the cache (lensflow.expertise_stream). Uses CUDA when the
+and row groups `el_expertise` writes from the cache (lensflow.expertlens.expertise_stream). Uses CUDA when the
 job has a gpu and CUDA exists.
 """
 
 import numpy as np
 
-from lensflow import io
-from lensflow.cache import CacheSpec
-from lensflow.expertise_stream import stream_expertise
-from lensflow.expertlens import check_membership
-from lensflow.runtime import model_job
+from lensflow.core import io
+from lensflow.core.cache import CacheSpec
+from lensflow.core.runtime import model_job
+from lensflow.expertlens.expertise_stream import stream_expertise
+from lensflow.expertlens.pipeline import check_membership
 
 
 def main(sm):

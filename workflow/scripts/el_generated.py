@@ -14,8 +14,9 @@ the environment only, never written.
 
 import time
 
-from lensflow import concepts, generate, io
-from lensflow.runtime import model_job, seed_everything, setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import model_job, seed_everything, setup_logging
+from lensflow.expertlens import concepts, generate
 
 
 def endpoint_sentences(sm, kept, stats):

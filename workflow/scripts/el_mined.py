@@ -5,8 +5,9 @@ Snakemake rule `el_mined`: input.sentences (text_id, text pool from el_concepts)
 (text_id, text: every bank sentence once), output.membership (concept, text_id, label).
 """
 
-from lensflow import concepts, io
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens import concepts
 
 
 def main(sm):

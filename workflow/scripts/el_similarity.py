@@ -4,10 +4,10 @@ Snakemake rule `el_similarity`: input.expertise; params: model, dataset, taus, s
 (concept_a, concept_b, measure, value, both_empty).
 """
 
-from lensflow import io
-from lensflow.expertise_store import read_ap_matrix
-from lensflow.expertlens import similarities
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.expertise_store import read_ap_matrix
+from lensflow.expertlens.pipeline import similarities
 
 
 def main(sm):

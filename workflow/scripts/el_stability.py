@@ -6,10 +6,10 @@ params: runs [(model, dataset)], n_boot, seed -> output.table, output.csv, outpu
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.alignment import stability_rows
-from lensflow.runtime import setup_logging
-from lensflow.tables import write_csv_md
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.core.tables import write_csv_md
+from lensflow.expertlens.alignment import stability_rows
 
 
 def main(sm):

@@ -6,9 +6,9 @@ input.causal (per model); params.datasets, params.models -> CSV + Markdown of ea
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.runtime import setup_logging
-from lensflow.tables import write_csv_md
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.core.tables import write_csv_md
 
 
 def main(sm):

@@ -3,9 +3,9 @@
 Snakemake rule `fig_el_alignment`: input[0] alignment table; params.dpi -> output.png, output.pdf.
 """
 
-from lensflow import io
-from lensflow.plots_expertlens import plot_alignment
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.figures.results import plot_alignment
 
 
 def main(sm):

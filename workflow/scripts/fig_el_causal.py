@@ -6,9 +6,9 @@ Snakemake rule `fig_el_causal`: input (causal summaries, one per model); params.
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.plots_expertlens import plot_causal
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.figures.results import plot_causal
 
 
 def main(sm):

@@ -3,10 +3,10 @@
 Snakemake rule `fig_el_dynamics`: input[0] alignment table; params.measure, params.dpi -> output.png, output.pdf.
 """
 
-from lensflow import io
-from lensflow.alignment import dynamics_table
-from lensflow.plots_stability import plot_dynamics
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.alignment import dynamics_table
+from lensflow.expertlens.figures.stability import plot_dynamics
 
 
 def main(sm):

@@ -5,9 +5,9 @@ Snakemake rule `fig_el_expert_counts`: input (counts tables); params.dpi -> outp
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.plots_expertlens import plot_expert_counts
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.figures.results import plot_expert_counts
 
 
 def main(sm):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.plots_expertlens import plot_expert_layers
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.figures.results import plot_expert_layers
 
 
 def main(sm):

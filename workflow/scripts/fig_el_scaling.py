@@ -4,10 +4,10 @@ Snakemake rule `fig_el_scaling`: input[0] alignment table; params.models, params
 -> output.png, output.pdf.
 """
 
-from lensflow import io
-from lensflow.alignment import scaling_table
-from lensflow.plots_stability import plot_scaling
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.alignment import scaling_table
+from lensflow.expertlens.figures.stability import plot_scaling
 
 
 def main(sm):

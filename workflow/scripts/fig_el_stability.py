@@ -3,9 +3,9 @@
 Snakemake rule `fig_el_stability`: input[0] stability table; params.measures, params.dpi -> output.png, output.pdf.
 """
 
-from lensflow import io
-from lensflow.plots_stability import plot_stability
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.expertlens.figures.stability import plot_stability
 
 
 def main(sm):

@@ -6,9 +6,9 @@ Snakemake rule `fig_lfp_divergence`: input.table, input.selection (JSON); params
 import json
 from pathlib import Path
 
-from lensflow import io
-from lensflow.plots_lfp import plot_divergence
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.figures.finetune import plot_divergence
 
 
 def main(sm):

@@ -6,10 +6,10 @@ Snakemake rules `fig_lfp_probe_pca` (input.data -> output.png/pdf) and `fig_lfp_
 
 import numpy as np
 
-from lensflow import io
-from lensflow.plots_probes import plot_error_vs_frequency, plot_probe_pca
-from lensflow.probes import pca_coords
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.figures.probes import plot_error_vs_frequency, plot_probe_pca
+from lensflow.lfp.probes.fit import pca_coords
 
 
 def main(sm):

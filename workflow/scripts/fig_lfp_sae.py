@@ -6,9 +6,9 @@ input.overlap; params.dpi -> output.training/sweep/overlap (PNG) and their *_pdf
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.plots_sae import plot_l1_sweep, plot_overlap, plot_sae_training
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.figures.sae import plot_l1_sweep, plot_overlap, plot_sae_training
 
 
 def main(sm):

@@ -6,8 +6,8 @@ params.dpi -> output.png, output.pdf.
 
 import pandas as pd
 
-from lensflow.plots_lfp import plot_training
-from lensflow.runtime import setup_logging
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.figures.finetune import plot_training
 
 
 def main(sm):

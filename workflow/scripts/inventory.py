@@ -3,8 +3,8 @@
 Snakemake rule `inventory`: input.models, input.data, params.models, params.data -> output.csv, output.md.
 """
 
-from lensflow.runtime import setup_logging
-from lensflow.tables import inventory, write_csv_md
+from lensflow.core.runtime import setup_logging
+from lensflow.core.tables import inventory, write_csv_md
 
 
 def main(sm):

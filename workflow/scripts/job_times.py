@@ -10,10 +10,10 @@ import math
 
 import pandas as pd
 
-from lensflow.io import atomic_path, write_table
-from lensflow.job_times import collect, markdown, per_rule, summary
-from lensflow.machine import describe, machine_line
-from lensflow.runtime import setup_logging
+from lensflow.core.io import atomic_path, write_table
+from lensflow.core.job_times import collect, markdown, per_rule, summary
+from lensflow.core.machine import describe, machine_line
+from lensflow.core.runtime import setup_logging
 
 
 def _plain(records):

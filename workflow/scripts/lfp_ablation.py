@@ -10,11 +10,11 @@ prompt_id, sample, completion, reward).
 
 import json
 
-from lensflow import io
-from lensflow.ablation import ablation_prompts, related_per_module, run_ablation
-from lensflow.layers import mlp_modules
-from lensflow.runtime import model_job
-from lensflow.sae import load_saes
+from lensflow.core import io
+from lensflow.core.runtime import model_job
+from lensflow.lfp.finetune.layers import mlp_modules
+from lensflow.lfp.sae.model import load_saes
+from lensflow.lfp.validation.ablation import ablation_prompts, related_per_module, run_ablation
 
 
 def main(sm):

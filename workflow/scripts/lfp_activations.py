@@ -8,10 +8,10 @@ rows_per_group, seed -> output[0] (the shared per-token cache format, padding ex
 
 import json
 
-from lensflow import io
-from lensflow.cache import CacheSpec, cache_activations
-from lensflow.layers import mlp_modules
-from lensflow.runtime import model_job
+from lensflow.core import io
+from lensflow.core.cache import CacheSpec, cache_activations
+from lensflow.core.runtime import model_job
+from lensflow.lfp.finetune.layers import mlp_modules
 
 
 def main(sm):

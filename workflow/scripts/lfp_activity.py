@@ -8,9 +8,9 @@ params: model, task, threshold, seed -> output[0] (one row: rates with bootstrap
 import numpy as np
 import pandas as pd
 
-from lensflow import io
-from lensflow.runtime import setup_logging
-from lensflow.validation import activity_when_high, related_columns
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.validation.activity import activity_when_high, related_columns
 
 
 def main(sm):

@@ -6,9 +6,9 @@ params: model, task, kind, n_boot, seed -> output[0] (measure, value, ci_low, ci
 task): Kendall tau (VADER) or held-out accuracy (hh / toxic) on both models and tuned - base.
 """
 
-from lensflow import io
-from lensflow.probe_control import accuracy_control, kendall_control
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.probes.base_control import accuracy_control, kendall_control
 
 
 def main(sm):

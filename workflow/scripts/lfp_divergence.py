@@ -7,10 +7,10 @@ the k highest-divergence layers, the k lowest-divergence layers and the k first 
 
 import json
 
-from lensflow import io, models
-from lensflow.divergence import layer_divergence, select_layers
-from lensflow.io import atomic_path
-from lensflow.runtime import setup_logging
+from lensflow.core import io, models
+from lensflow.core.io import atomic_path
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.finetune.divergence import layer_divergence, select_layers
 
 
 def main(sm):

@@ -1,7 +1,7 @@
 """DPO fine-tuning of one model on one preference task (LFP §3.1, HH and toxic tasks).
 
 Snakemake rule `lfp_dpo`: input.model (base folder), input.pairs (preference table: prompt, chosen,
-rejected); params: model (name), task, hyper (dict of lensflow.dpo.DPOHyper fields), seed (wins)
+rejected); params: model (name), task, hyper (dict of lensflow.lfp.finetune.dpo.DPOHyper fields), seed (wins)
 -> output.model (tuned folder with lensflow_model.json), output.log (TSV, one row per step: step,
 loss, rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, learning_rate),
 output.meta (JSON: hyperparameters, timings, first/last step). Uses CUDA when the job has a gpu.
@@ -9,10 +9,10 @@ output.meta (JSON: hyperparameters, timings, first/last step). Uses CUDA when th
 
 import json
 
-from lensflow import io
-from lensflow.dpo import DPOHyper, train_dpo
-from lensflow.io import atomic_path
-from lensflow.runtime import pick_device, seed_everything, setup_logging
+from lensflow.core import io
+from lensflow.core.io import atomic_path
+from lensflow.core.runtime import pick_device, seed_everything, setup_logging
+from lensflow.lfp.finetune.dpo import DPOHyper, train_dpo
 
 
 def main(sm):

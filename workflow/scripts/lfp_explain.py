@@ -7,9 +7,9 @@ language), cache_dir (every response cached there), seed -> output[0] (layer, fe
 explanation, related, answer). The API key is read from the environment only, never written.
 """
 
-from lensflow import io
-from lensflow.explain import explain_table, make_client
-from lensflow.runtime import pick_device, seed_everything, setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import pick_device, seed_everything, setup_logging
+from lensflow.lfp.validation.explanations import explain_table, make_client
 
 
 def main(sm):

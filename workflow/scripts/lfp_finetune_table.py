@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.claims import early_late
-from lensflow.runtime import setup_logging
-from lensflow.tables import write_csv_md
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.core.tables import write_csv_md
+from lensflow.lfp.claims import early_late
 
 HEADLINE = {"rl": "reward_mean", "dpo": "rewards/margins"}
 

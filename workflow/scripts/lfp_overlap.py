@@ -6,11 +6,11 @@ Snakemake rule `lfp_overlap`: input.small, input.big (multi-layer SAE files); pa
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.overlap import feature_overlap
-from lensflow.runtime import setup_logging
-from lensflow.sae import load_saes
-from lensflow.sae_tables import random_mmcs
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.sae.model import load_saes
+from lensflow.lfp.sae.overlap import feature_overlap
+from lensflow.lfp.sae.tables import random_mmcs
 
 
 def main(sm):

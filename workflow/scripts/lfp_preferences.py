@@ -10,8 +10,9 @@ Uses CUDA when the job has a gpu and CUDA exists.
 
 import time
 
-from lensflow import io, preferences
-from lensflow.runtime import model_job
+from lensflow.core import io
+from lensflow.core.runtime import model_job
+from lensflow.lfp.finetune import preferences
 
 
 def main(sm):

@@ -10,9 +10,9 @@ ci_high, p, n), output.words (per-word test table; empty for hh/toxic).
 import numpy as np
 import pandas as pd
 
-from lensflow import io
-from lensflow.probe_eval import evaluate_logistic, evaluate_regression
-from lensflow.runtime import setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.probes.evaluate import evaluate_logistic, evaluate_regression
 
 
 def main(sm):

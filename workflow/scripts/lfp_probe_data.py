@@ -12,10 +12,10 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from lensflow import io
-from lensflow.probe_data import probe_codes, probe_dataset
-from lensflow.runtime import model_job, resolve_bf16_autocast
-from lensflow.sae import load_saes
+from lensflow.core import io
+from lensflow.core.runtime import model_job, resolve_bf16_autocast
+from lensflow.lfp.probes.data import probe_codes, probe_dataset
+from lensflow.lfp.sae.model import load_saes
 
 
 def main(sm):

@@ -11,11 +11,11 @@ import json
 import pandas as pd
 from transformers import AutoTokenizer
 
-from lensflow import io
-from lensflow.overlap import explained_features
-from lensflow.records import format_records, token_table, top_records
-from lensflow.runtime import setup_logging
-from lensflow.sae import load_saes
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.sae.model import load_saes
+from lensflow.lfp.sae.overlap import explained_features
+from lensflow.lfp.validation.records import format_records, token_table, top_records
 
 
 def main(sm):

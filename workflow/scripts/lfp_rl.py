@@ -5,9 +5,9 @@ Snakemake rule `lfp_rl`:
   params.model (name), params.task, params.method ("rloo" | "grpo"), params.n_prompts (None: enough
   for max_steps, or every prompt left after the held-out part when max_steps <= 0), params.n_heldout
   (finetune.eval.n_prompts: prompts held out for lfp_rl_eval), params.min_chars, params.prompt_tokens
-  ([lo, hi]), params.hyper (dict of lensflow.rl.RLHyper fields), params.seed
+  ([lo, hi]), params.hyper (dict of lensflow.lfp.finetune.rl.RLHyper fields), params.seed
   -> output.model (tuned folder), output.log (TSV, one row per optimizer step), output.meta (JSON).
-The held-out prompts are split off before training takes its own (lensflow.rl.split_prompts); the
+The held-out prompts are split off before training takes its own (lensflow.lfp.finetune.prompts.split_prompts); the
 split's spec and sizes go into the tuned manifest (source.prompts) and output.meta (prompts).
 The lexicon comes from input.lexicon (the configured data source), not the vaderSentiment package.
 params.seed is the run seed unless params.hyper sets its own.
@@ -17,8 +17,10 @@ import json
 
 from transformers import AutoTokenizer
 
-from lensflow import io, rl
-from lensflow.runtime import pick_device, setup_logging
+from lensflow.core import io
+from lensflow.core.runtime import pick_device, setup_logging
+from lensflow.lfp.finetune import rl
+from lensflow.lfp.finetune.prompts import split_prompts
 
 
 def main(sm):
@@ -31,9 +33,9 @@ def main(sm):
     lexicon = dict(zip(lex["token"], lex["value"].astype(float)))
 
     tok = AutoTokenizer.from_pretrained(sm.input.model)
-    split = rl.split_prompts(texts["text"].tolist(), tok, p.n_heldout, rl.train_prompt_count(hyper, p.n_prompts),
-                             min_train=hyper.batch_size, min_chars=p.min_chars, prompt_tokens=p.prompt_tokens,
-                             seed=p.seed, task=p.task)
+    split = split_prompts(texts["text"].tolist(), tok, p.n_heldout, rl.train_prompt_count(hyper, p.n_prompts),
+                          min_train=hyper.batch_size, min_chars=p.min_chars, prompt_tokens=p.prompt_tokens,
+                          seed=p.seed, task=p.task)
     # In the tuned manifest too: evaluation recomputes the split from it and checks it is the same.
     prompt_spec = {"seed": p.seed, "min_chars": p.min_chars, "prompt_tokens": list(p.prompt_tokens), **split.sizes}
     log.info("%s/%s: %d training prompts of %d-%d tokens (%d held out for evaluation, %d dropped as held-out texts, "

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from lensflow import io, models
-from lensflow.rewards import make_vader_reward_fn
-from lensflow.rl_eval import heldout_prompts, reward_comparison, sample_completions, word_generation_counts
-from lensflow.runtime import pick_device, setup_logging
+from lensflow.core import io, models
+from lensflow.core.runtime import pick_device, setup_logging
+from lensflow.lfp.finetune.rewards import make_vader_reward_fn
+from lensflow.lfp.finetune.rl_eval import heldout_prompts, reward_comparison, sample_completions, word_generation_counts
 
 
 def main(sm):

@@ -11,11 +11,11 @@ import json
 
 import numpy as np
 
-from lensflow import io
-from lensflow.runtime import pick_device, seed_everything, setup_logging
-from lensflow.sae import save_saes
-from lensflow.sae_data import cache_token_counts, check_training_tokens, split_texts
-from lensflow.sae_train import Variant, train_variant
+from lensflow.core import io
+from lensflow.core.runtime import pick_device, seed_everything, setup_logging
+from lensflow.lfp.sae.data import cache_token_counts, check_training_tokens, split_texts
+from lensflow.lfp.sae.model import save_saes
+from lensflow.lfp.sae.train import Variant, train_variant
 
 
 def main(sm):

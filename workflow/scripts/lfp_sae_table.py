@@ -6,10 +6,10 @@ Snakemake rule `lfp_sae_table`: input.metrics (every variant's metrics Parquet),
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.runtime import setup_logging
-from lensflow.sae_tables import overlap_summary, sae_summary
-from lensflow.tables import write_csv_md
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.core.tables import write_csv_md
+from lensflow.lfp.sae.tables import overlap_summary, sae_summary
 
 
 def main(sm):

@@ -3,17 +3,17 @@ feature explanations (Tables 1/8), activity (Table 7), ablation (Table 6) and th
 
 Snakemake rule `lfp_tables`: input.measures, input.words, input.explanations, input.activity,
 input.ablation (one per run, in params.runs order), input.overlap (CSV), input.controls (base-model
-controls, lensflow.probe_control); params: runs, n_boot, seed
+controls, lensflow.lfp.probes.base_control); params: runs, n_boot, seed
 -> output.<name>_csv / <name>_md for each table.
 """
 
 import pandas as pd
 
-from lensflow import io
-from lensflow.ablation import ablation_table
-from lensflow.lfp_claims import ablation_claims, activity_claims, control_claims, overlap_claims, probe_claims
-from lensflow.runtime import setup_logging
-from lensflow.tables import write_csv_md
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.core.tables import write_csv_md
+from lensflow.lfp.claims import ablation_claims, activity_claims, control_claims, overlap_claims, probe_claims
+from lensflow.lfp.validation.ablation import ablation_table
 
 TITLES = {"probes": "LFP probes (Tables 3, 4, 5, 10; base-model control)", "words": "Predicted vs lexicon value, sampled words (Tables 2/9)",
           "explanations": "Feature explanations (Tables 1/8)", "activity": "Related-feature activity (Table 7)",

@@ -4,9 +4,9 @@ Snakemake rule `lfp_texts`: input[0] (corpus or preference Parquet); params: tas
 seed -> output[0] (Parquet: text_id, text).
 """
 
-from lensflow import io
-from lensflow.runtime import setup_logging
-from lensflow.task_texts import task_texts
+from lensflow.core import io
+from lensflow.core.runtime import setup_logging
+from lensflow.lfp.sae.task_texts import task_texts
 
 
 def main(sm):

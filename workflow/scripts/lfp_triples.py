@@ -7,11 +7,11 @@ Snakemake rule `lfp_triples`: input.table (reviews or preference pairs), input.l
 min_abs_value, rewriter (lfp.triples.rewriter), cache_dir, seed -> output[0] (Parquet, one row per element).
 """
 
-from lensflow import io
-from lensflow.explain import make_client
-from lensflow.rewrites import llm_rewrite_triples
-from lensflow.runtime import pick_device, seed_everything, setup_logging
-from lensflow.triples import corpus_lexicon, rewrite_triples, vader_triples
+from lensflow.core import io
+from lensflow.core.runtime import pick_device, seed_everything, setup_logging
+from lensflow.lfp.probes.rewrites import llm_rewrite_triples
+from lensflow.lfp.probes.triples import corpus_lexicon, rewrite_triples, vader_triples
+from lensflow.lfp.validation.explanations import make_client
 
 
 def main(sm):

@@ -3,8 +3,8 @@
 Snakemake rule `materialise_model`: params.name, params.spec -> output[0] (a folder).
 """
 
-from lensflow import models
-from lensflow.runtime import setup_logging
+from lensflow.core import models
+from lensflow.core.runtime import setup_logging
 
 
 def main(sm):

@@ -3,8 +3,8 @@
 Snakemake rule `prepare_data`: params.name, params.spec, params.seed -> output[0].
 """
 
-from lensflow import data, io
-from lensflow.runtime import setup_logging
+from lensflow.core import data, io
+from lensflow.core.runtime import setup_logging
 
 
 def main(sm):

@@ -1,0 +1,142 @@
+"""The LFP paper's claims against this run's measurements (verdicts as in lensflow.core.claims).
+
+Each claim names the statistic, its CI or p-value and a mechanical verdict decided before looking
+at the numbers: a p-value below 0.05 in the claimed direction, or a CI that excludes the null.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lensflow.core.claims import claim_row
+
+ALPHA = 0.05
+
+
+def _p_verdict(value, p, positive=True) -> str:
+    if np.isnan(p) or np.isnan(value):
+        return "untestable"
+    return "supported" if p < ALPHA and (value > 0) == positive else "not supported"
+
+
+def _ci_verdict(low, high, above=0.0) -> str:
+    if np.isnan(low):
+        return "untestable"
+    return "supported" if low > above else "not supported"
+
+
+def probe_claims(measures: pd.DataFrame) -> list[dict]:
+    """Tables 3-5 and 10: the probes recover the feedback (per model/task)."""
+    rows = []
+    for (model, task), g in measures.groupby(["model", "task"], sort=False):
+        m = g.set_index("measure")
+        run = f"{model} / {task}"
+        if "kendall_tau" in m.index:
+            k, b = m.loc["kendall_tau"], m.loc["kendall_tau_xavier_baseline"]
+            rows.append(claim_row("The probe's per-word predictions correlate with the VADER lexicon (Table 4)",
+                                  f"Kendall tau per word, {run}", k.value, p=k.p, n=k.n,
+                                  verdict=_p_verdict(k.value, k.p)))
+            rows.append(claim_row("An untrained (Xavier) probe does not correlate (Table 4 baseline)",
+                                  f"Kendall tau per word, Xavier baseline, {run}", b.value, p=b.p, n=b.n,
+                                  verdict="untestable" if np.isnan(b.p) else
+                                  ("supported" if b.p >= ALPHA else "not supported")))
+            neg = m.loc["kendall_tau_negative"]
+            rows.append(claim_row("The probe also ranks negative words (Table 10)", f"Kendall tau, negative words, {run}",
+                                  neg.value, p=neg.p, n=neg.n, verdict=_p_verdict(neg.value, neg.p)))
+            for pol in ("positive", "negative"):
+                s = m.loc[f"sign_accuracy_{pol}"]
+                rows.append(claim_row(f"The probe gets the sign of {pol} words right more often than chance (Table 5)",
+                                      f"sign accuracy, {pol} words, {run}", s.value, s.ci_low, s.ci_high, n=s.n,
+                                      verdict=_ci_verdict(s.ci_low, s.ci_high, 0.5)))
+        if "logistic_accuracy" in m.index:
+            a, base = m.loc["logistic_accuracy"], m.loc["majority_baseline"]
+            rows.append(claim_row("A logistic probe separates positive from negative inputs (Table 3)",
+                                  f"held-out accuracy, {run}", a.value, a.ci_low, a.ci_high, n=a.n,
+                                  verdict=_ci_verdict(a.ci_low, a.ci_high, max(0.5, base.value)),
+                                  note=f"majority-class baseline {base.value:.3f}"))
+    return rows
+
+
+def overlap_claims(overlap: pd.DataFrame) -> list[dict]:
+    """§3.4: AE_n and AE_2n learn shared features (MMCS above random dictionaries), per model/task."""
+    rows = []
+    for (model, task), g in overlap.groupby(["model", "task"], sort=False):
+        diff = g["mmcs"] - g["mmcs_random"]
+        low = float(diff.min())
+        rows.append(claim_row("AE_n and AE_2n share features (matched cosine above chance)",
+                              f"MMCS - random-dictionary MMCS, {model} / {task}, min over layers", float(diff.mean()),
+                              low, float(diff.max()), n=len(g), verdict="supported" if low > 0 else "not supported",
+                              note="interval = range over layers"))
+    return rows
+
+
+def activity_claims(activity: pd.DataFrame) -> list[dict]:
+    """Table 7: related features are more active than the average feature when the probe predicts high."""
+    rows = []
+    for r in activity.itertuples():
+        rows.append(claim_row("Task-related features fire more than the average feature on high-prediction inputs "
+                              "(Table 7)", f"related - average activation rate, {r.model} / {r.task}",
+                              r.diff_high, r.diff_high_ci_low, r.diff_high_ci_high, n=r.n_high,
+                              note=r.reason if isinstance(r.reason, str) and r.reason else f"{r.n_related} related features"))
+    return rows
+
+
+def ablation_claims(ablation: pd.DataFrame) -> list[dict]:
+    """Table 6: zeroing the related features lowers the task reward (vs the plain reconstruction),
+    and more than zeroing random features of the same number."""
+    rows = []
+    for (model, task), g in ablation.groupby(["model", "task"], sort=False):
+        t = g.set_index("condition")
+        if "related" not in t.index:
+            continue
+        r = t.loc["related"]
+        # No related feature to zero (the explainer labelled none): the comparison says nothing.
+        none_zeroed = "n_zeroed" in t.columns and r.n_zeroed == 0
+        note = "no feature was labelled related, so nothing was zeroed" if none_zeroed else ""
+        rows.append(claim_row("Zero-ablating task-related features lowers the task reward (Table 6)",
+                              f"reward(related zeroed) - reward(SAE), {model} / {task}", r.diff_vs_sae,
+                              r.diff_ci_low, r.diff_ci_high, n=r.n,
+                              verdict="untestable" if none_zeroed or np.isnan(r.diff_ci_high) else
+                              ("supported" if r.diff_ci_high < 0 else "not supported"), note=note))
+        if "random" in t.index:
+            rnd = t.loc["random"]
+            rows.append(claim_row("Random features of the same number matter less (Table 6 control)",
+                                  f"reward(random zeroed) - reward(SAE), {model} / {task}", rnd.diff_vs_sae,
+                                  rnd.diff_ci_low, rnd.diff_ci_high, n=rnd.n,
+                                  verdict="untestable" if none_zeroed or np.isnan(rnd.diff_ci_low) else
+                                  ("supported" if rnd.diff_ci_low > r.diff_vs_sae else "not supported"),
+                                  note=note or "supported = random's CI lies above the related-feature effect"))
+    return rows
+
+
+def control_claims(controls: pd.DataFrame) -> list[dict]:
+    """Not a claim of the paper but the premise of its interpretation: the probe reads a pattern the
+    model LEARNED in fine-tuning, so it does better on the tuned model than on the base model
+    (lensflow.lfp.probes.base_control). Supported when the paired bootstrap CI of tuned - base is above 0."""
+    rows = []
+    for (model, task), g in controls.groupby(["model", "task"], sort=False):
+        m = g.set_index("measure")
+        for stat, what in (("kendall_tau", "Kendall tau per word"), ("logistic_accuracy", "held-out accuracy")):
+            if f"{stat}_tuned_minus_base" not in m.index:
+                continue
+            d, base = m.loc[f"{stat}_tuned_minus_base"], m.loc[f"{stat}_base_model"]
+            rows.append(claim_row("The probe reads a pattern learned in fine-tuning: it beats the same probe on "
+                                  "the base model (control, not in the paper)",
+                                  f"{what}, tuned - base model, {model} / {task}", d.value, d.ci_low, d.ci_high,
+                                  p=d.p, n=d.n, verdict=_ci_verdict(d.ci_low, d.ci_high, 0.0),
+                                  note=f"base model: {base.value:.3f} [{base.ci_low:.3f}, {base.ci_high:.3f}]"))
+    return rows
+
+
+def early_late(values: pd.Series, frac: float = 0.25, seed: int = 0) -> dict:
+    """Mean of the last `frac` of steps minus the first `frac`, with a bootstrap CI and Welch p."""
+    from lensflow.core.stats import bootstrap_mean_diff
+
+    v = values.dropna().to_numpy(dtype=float)
+    k = max(2, int(round(len(v) * frac)))
+    if len(v) < 2 * k:  # fewer than two steps a side: no interval, so no verdict either
+        return {"early": np.nan, "late": np.nan, "diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "k": k}
+    d = bootstrap_mean_diff(v[-k:], v[:k], seed=seed)
+    return {"early": float(v[:k].mean()), "late": float(v[-k:].mean()), "diff": d.diff, "ci_low": d.ci_low,
+            "ci_high": d.ci_high, "p": d.p, "k": k}

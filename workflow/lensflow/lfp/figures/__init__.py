@@ -1,0 +1,1 @@
+"""LFP figures: fine-tuning curves and divergence (finetune), probes (probes), SAEs (sae)."""

@@ -1,0 +1,64 @@
+"""Train the SAEs of one variant on every selected layer (LFP §3.2, App. F) and measure them.
+
+A *variant* is one row of the paper's SAE experiments: AE_n and AE_2n on the highest-divergence
+layers (the main result), and the ablations — an L1 sweep (Fig. 8), untied weights (Table 11),
+the lowest-divergence layers (Table 12). Every variant trains on the same cached tokens of the
+training texts and is measured on the held-out texts' tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .data import TokenBatches
+from .model import sae_metrics, train_sae
+
+log = logging.getLogger("lensflow")
+
+
+@dataclass
+class Variant:
+    """One SAE configuration; `layers` names the selection in layers.json (highest / lowest)."""
+
+    width: int = 1  # hidden size in multiples of d_in
+    tied: bool = True
+    alpha: float = 1e-3
+    layers: str = "highest"
+
+
+def train_variant(cache_path, modules: dict[int, str], variant: Variant, train_ids, heldout_ids, *, lr: float,
+                  batch_size: int, n_examples: int, shuffle_buffer: int, seed: int, device="cpu"):
+    """({layer: SAE}, metrics DataFrame, history DataFrame) for `modules` = {layer: module column}."""
+    saes, metrics, history = {}, [], []
+    n_steps = math.ceil(n_examples / batch_size)
+    for layer, module in modules.items():
+        # AE_n and AE_2n must start from independent random dictionaries: a shared seed makes
+        # the first n rows of AE_2n's Xavier init parallel to AE_n's (same draws, other scale),
+        # and the matched cosine (MMCS) would then measure the seed, not learned features.
+        init_seed = seed + 1000 * variant.width + layer
+        start = time.perf_counter()
+        train = TokenBatches(cache_path, module, train_ids, batch_size=batch_size, shuffle_buffer=shuffle_buffer,
+                             seed=seed + layer)
+        d_in = train.d
+        sae, hist = train_sae(train, d_in, variant.width * d_in, tied=variant.tied, alpha=variant.alpha, lr=lr,
+                              n_steps=n_steps, device=device, seed=init_seed,
+                              log_every=max(1, n_steps // 50))
+        seconds = time.perf_counter() - start
+        heldout = TokenBatches(cache_path, module, heldout_ids, batch_size=4096, shuffle=False)
+        m = sae_metrics(sae, heldout)
+        log.info("layer %d (%s): %d steps in %.1fs; held-out fvu %.3f, L0 %.1f, dead %.2f", layer, module, n_steps,
+                 seconds, m["fvu"], m["l0"], m["dead_fraction"])
+        metrics.append({"layer": layer, "module": module, "d_in": d_in, "d_hidden": sae.d_hidden,
+                        "width": variant.width, "tied": variant.tied, "alpha": variant.alpha,
+                        "selection": variant.layers, "n_steps": n_steps, "n_examples": n_steps * batch_size,
+                        **{f"heldout_{k}": v for k, v in m.items()}})
+        # Training time goes to the log (and Snakemake's benchmark file), not the table: the
+        # table must be identical run to run (tests/e2e/test_determinism.py).
+        history.append(hist.assign(layer=layer))
+        saes[layer] = sae.cpu()
+    return saes, pd.DataFrame(metrics), pd.concat(history, ignore_index=True)
