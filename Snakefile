@@ -25,16 +25,19 @@ include: "workflow/rules/activations.smk"
 
 if EL:
 
+    include: "workflow/rules/expertlens_common.smk"
     include: "workflow/rules/expertlens.smk"
 
 
 if FT:
 
+    include: "workflow/rules/finetune_common.smk"
     include: "workflow/rules/finetune.smk"
 
 
 if LFP:
 
+    include: "workflow/rules/lfp_common.smk"
     include: "workflow/rules/sae.smk"
     include: "workflow/rules/probes.smk"
     include: "workflow/rules/base_control.smk"

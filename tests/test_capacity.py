@@ -7,7 +7,6 @@ every GPU job has an estimate, and the whole reproduction fits 2 TB of disk and 
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import subprocess
@@ -18,6 +17,7 @@ import yaml
 
 from lensflow.core import capacity
 from lensflow.core.config import load_config
+from lensflow.core.model_memory import HUB_PARAMS_B
 from lensflow.core.model_sizes import KNOWN_MODELS, CapacityError, jobs_of_dry_run, model_dims
 from workflow_helpers import ROOT, SNAKEMAKE
 
@@ -28,9 +28,8 @@ README_GPU_GB, HOST_GB, DISK_TB = (int(x) for x in ASKS.groups())  # what the RE
 
 
 def hub_params_b() -> dict:
-    """common.smk's HUB_PARAMS_B (what the workflow sizes mem_mb by), read from its source."""
-    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    return ast.literal_eval(re.search(r"^HUB_PARAMS_B = (\{.*?^\})", text, re.S | re.M).group(1))
+    """lensflow.core.model_memory's HUB_PARAMS_B (what the workflow sizes mem_mb by)."""
+    return HUB_PARAMS_B
 
 
 @pytest.mark.parametrize("hub_id", sorted(k for k in KNOWN_MODELS if "/" in k))

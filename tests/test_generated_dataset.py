@@ -83,15 +83,18 @@ def _run_script(tmp_path, server=None, cache_dir=None, model=None):  # noqa: F81
     spec.loader.exec_module(module)
     out = SimpleNamespace(sentences=str(tmp_path / "sentences.parquet"),
                           membership=str(tmp_path / "membership.parquet"))
-    common = dict(n_positive=3, n_negative=4, min_positive=3, prompt=G.DEFAULT_PROMPT, max_new_tokens=28,
-                  temperature=1.0, top_p=0.95, batch_size=8, seed=0)
+    dataset = dict(source="generated", n_positive=3, n_negative=4, prompt=G.DEFAULT_PROMPT, max_new_tokens=28,
+                   temperature=1.0, top_p=0.95, batch_size=8)  # its expertlens.datasets entry
+    common = dict(min_positive=3, seed=0)
     if server is not None:
-        params = SimpleNamespace(backend="openai", generator=f"fake-instruct at {server.url}", cache_dir=str(cache_dir),
+        params = SimpleNamespace(dataset=dict(dataset, backend="openai"), generator=f"fake-instruct at {server.url}",
+                                 cache_dir=str(cache_dir),
                                  endpoint={"base_url": server.url, "model": "fake-instruct", "api_key_env": ENV,
                                            "timeout": 2, "max_retries": 1}, **common)
         inputs = SimpleNamespace(model=[], concepts=str(tmp_path / "concepts.parquet"))
     else:
-        params = SimpleNamespace(backend="local", generator="tiny", cache_dir="unused", endpoint={}, **common)
+        params = SimpleNamespace(dataset=dict(dataset, backend="local"), generator="tiny", cache_dir="unused",
+                                 endpoint={}, **common)
         inputs = SimpleNamespace(model=str(model), concepts=str(tmp_path / "concepts.parquet"))
     module.main(SimpleNamespace(input=inputs, output=out, params=params, log=[str(tmp_path / "log")], threads=1,
                                 resources={}, wildcards=SimpleNamespace(dataset="generated")))

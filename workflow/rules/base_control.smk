@@ -3,6 +3,10 @@
 # BEFORE fine-tuning, so that the tables can tell a pattern learned in fine-tuning from what the
 # base model already encodes about the substituted words (lensflow.lfp.probes.base_control).
 
+# The (model, task) runs whose probe is repeated on the base model (lfp.base_control.tasks).
+_control_tasks = LFP["base_control"].get("tasks", list(FT["tasks"]))
+LFP_CONTROL_RUNS = [(m, t) for m, t in LFP_RUNS if t in _control_tasks]
+
 
 use rule lfp_activations as lfp_base_activations with:
     input:
@@ -80,8 +84,8 @@ rule lfp_base_control:
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/base_control.tsv"
     wildcard_constraints:
-        model=registry_choice({m for m, _ in LFP_RUNS}),
-        task=registry_choice(FT["tasks"]),
+        model=LFP_MODEL_CHOICE,
+        task=FT_TASK_CHOICE,
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -1,5 +1,6 @@
 # ExpertLens (Fedzechkina et al.): concept sentence sets -> unit responses -> expertise (AP) ->
 # experts per tau -> Jaccard similarity -> alignment with human judgments, against baselines.
+# Helpers: expertlens_common.smk.
 
 
 rule el_concepts:
@@ -47,8 +48,7 @@ rule el_dataset_mined:
         mem_mb=job_resources("cpu_job")["mem_mb"],
         runtime=job_resources("cpu_job")["runtime"],
     params:
-        n_positive=lambda wc: el_dataset(wc.dataset)["n_positive"],
-        n_negative=lambda wc: el_dataset(wc.dataset)["n_negative"],
+        dataset=lambda wc: el_dataset(wc.dataset),
         corpora=EL["corpora"],
         seed=config["seed"],
     script:
@@ -76,20 +76,13 @@ rule el_dataset_generated:
         mem_mb=model_mem_mb("gpu_job", el_local_generator),
         runtime=job_resources("gpu_job")["runtime"],
     params:
+        dataset=lambda wc: el_dataset(wc.dataset),
         generator=el_generator_name,
-        backend=lambda wc: el_dataset(wc.dataset)["backend"],
         endpoint=el_endpoint,
         cache_dir="results/expertlens/generator_cache",
-        n_positive=lambda wc: el_dataset(wc.dataset)["n_positive"],
-        n_negative=lambda wc: el_dataset(wc.dataset)["n_negative"],
         min_positive=lambda wc: min(
             EL["min_positive"], el_dataset(wc.dataset)["n_positive"]
         ),
-        prompt=lambda wc: el_dataset(wc.dataset)["prompt"],
-        max_new_tokens=lambda wc: el_dataset(wc.dataset)["max_new_tokens"],
-        temperature=lambda wc: el_dataset(wc.dataset)["temperature"],
-        top_p=lambda wc: el_dataset(wc.dataset)["top_p"],
-        batch_size=lambda wc: el_dataset(wc.dataset)["batch_size"],
         seed=config["seed"],
     script:
         "../scripts/el_generated.py"
@@ -254,7 +247,7 @@ rule el_alignment:
     input:
         similarities=lambda wc: list(el_similarity_sources().values()),
         pairs=[f"results/data/{p}.parquet" for p in EL["pairs"]],
-        manifests=lambda wc: [model_dir(m) for m, _ in el_runs()],
+        manifests=lambda wc: [model_dir(m) for m, _ in EL_RUNS],
     output:
         table="results/expertlens/alignment.parquet",
         csv=report(
@@ -273,7 +266,7 @@ rule el_alignment:
     params:
         labels=lambda wc: list(el_similarity_sources()),
         pairs=EL["pairs"],
-        run_models=lambda wc: [m for m, _ in el_runs()],
+        run_models=[m for m, _ in EL_RUNS],
         n_boot=EL["n_boot"],
         seed=config["seed"],
     script:
@@ -282,11 +275,7 @@ rule el_alignment:
 
 rule el_stability:
     input:
-        similarities=lambda wc: [
-            f"results/expertlens/{m}/{d}/similarity.parquet"
-            for m in EL["models"]
-            for d in EL["datasets"]
-        ],
+        similarities=el_files("similarity.parquet"),
     output:
         table="results/expertlens/stability.parquet",
         csv=report(
@@ -303,7 +292,7 @@ rule el_stability:
     conda:
         "../../envs/analysis.yaml"
     params:
-        runs=[(m, d) for m in EL["models"] for d in EL["datasets"]],
+        runs=EL_GRID,
         n_boot=EL["n_boot"],
         seed=config["seed"],
     script:
@@ -362,7 +351,7 @@ rule el_domains:
     params:
         model=lambda wc: wc.model,
         dataset=lambda wc: wc.dataset,
-        tau=min(EL["taus"]),
+        tau=EL_TAU,
         categories=EL.get("categories", ""),
         n_clusters=0,
         seed=config["seed"],
@@ -378,15 +367,8 @@ rule el_tables:
             f"results/expertlens/datasets/{d}/membership.parquet"
             for d in EL["datasets"]
         ],
-        domains=[
-            f"results/expertlens/{m}/{d}/domains.parquet"
-            for m in EL["models"]
-            for d in EL["datasets"]
-        ],
-        causal=[
-            f"results/expertlens/{m}/{next(iter(EL['datasets']))}/causal_summary.parquet"
-            for m in EL["models"]
-        ],
+        domains=el_files("domains.parquet"),
+        causal=el_files("causal_summary.parquet", EL_CAUSAL_RUNS),
     output:
         concepts_csv=report(
             "results/tables/expertlens_concepts.csv",
@@ -428,20 +410,9 @@ rule el_claims:
         stability="results/expertlens/stability.parquet",
         similarities=lambda wc: list(el_similarity_sources().values()),
         pairs=[f"results/data/{p}.parquet" for p in EL["pairs"]],
-        counts=lambda wc: [
-            f"results/expertlens/{m}/{d}/counts.parquet"
-            for m in EL["models"]
-            for d in EL["datasets"]
-        ],
-        causal=[
-            f"results/expertlens/{m}/{next(iter(EL['datasets']))}/causal_summary.parquet"
-            for m in EL["models"]
-        ],
-        domains=[
-            f"results/expertlens/{m}/{d}/domains.parquet"
-            for m in EL["models"]
-            for d in EL["datasets"]
-        ],
+        counts=el_files("counts.parquet"),
+        causal=el_files("causal_summary.parquet", EL_CAUSAL_RUNS),
+        domains=el_files("domains.parquet"),
     output:
         csv=report(
             "results/tables/expertlens_claims.csv",
@@ -460,7 +431,7 @@ rule el_claims:
         labels=lambda wc: list(el_similarity_sources()),
         pairs=EL["pairs"],
         taus=EL["taus"],
-        measure=f"jaccard@{min(EL['taus']):g}",
+        measure=EL_MEASURE,
         models=EL["models"],
         n_boot=EL["n_boot"],
         seed=config["seed"],

@@ -51,11 +51,7 @@ if EL:
 
     rule fig_el_expert_counts:
         input:
-            [
-                f"results/expertlens/{m}/{d}/counts.parquet"
-                for m in EL["models"]
-                for d in EL["datasets"]
-            ],
+            el_files("counts.parquet"),
         output:
             png=report(
                 "results/figures/expertlens/expert_counts.png",
@@ -77,11 +73,7 @@ if EL:
 
     rule fig_el_expert_layers:
         input:
-            location=[
-                f"results/expertlens/{m}/{d}/location.parquet"
-                for m in EL["models"]
-                for d in EL["datasets"]
-            ],
+            location=el_files("location.parquet"),
             models=[model_dir(m) for m in EL["models"]],
         output:
             png=report(
@@ -121,7 +113,7 @@ if EL:
         conda:
             "../../envs/analysis.yaml"
         params:
-            measures=[f"jaccard@{min(EL['taus']):g}", "cosine_ap"],
+            measures=[EL_MEASURE, COSINE],
             dpi=fig_dpi("el_stability"),
         script:
             "../scripts/fig_el_stability.py"
@@ -145,7 +137,7 @@ if EL:
             "../../envs/analysis.yaml"
         params:
             models=EL["models"],
-            measure=f"jaccard@{min(EL['taus']):g}",
+            measure=EL_MEASURE,
             dpi=fig_dpi("el_scaling"),
         script:
             "../scripts/fig_el_scaling.py"
@@ -168,17 +160,14 @@ if EL:
         conda:
             "../../envs/analysis.yaml"
         params:
-            measure=f"jaccard@{min(EL['taus']):g}",
+            measure=EL_MEASURE,
             dpi=fig_dpi("el_dynamics"),
         script:
             "../scripts/fig_el_dynamics.py"
 
     rule fig_el_causal:
         input:
-            [
-                f"results/expertlens/{m}/{next(iter(EL['datasets']))}/causal_summary.parquet"
-                for m in EL["models"]
-            ],
+            el_files("causal_summary.parquet", EL_CAUSAL_RUNS),
         output:
             png=report(
                 "results/figures/expertlens/causal.png",

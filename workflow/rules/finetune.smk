@@ -1,13 +1,13 @@
 # Learned Feedback Patterns §3.1-3.2: fine-tune each model on each task (RL with the VADER reward,
 # DPO on preference pairs), then measure how much each layer changed.
+# Helpers: finetune_common.smk.
 
 
 rule lfp_preferences:
     input:
-        model=lambda wc: model_dir(FT["synthetic_preferences"][wc.name]["generator"]),
+        model=lambda wc: model_dir(ft_synthetic(wc)["generator"]),
         texts=lambda wc: [
-            f"results/data/{c}.parquet"
-            for c in FT["synthetic_preferences"][wc.name]["corpora"]
+            f"results/data/{c}.parquet" for c in ft_synthetic(wc)["corpora"]
         ],
     output:
         "results/data/{name}.parquet",
@@ -22,20 +22,11 @@ rule lfp_preferences:
     threads: job_resources("gpu_job")["threads"]
     resources:
         **gpu_resources(1),
-        mem_mb=model_mem_mb(
-            "gpu_job", lambda wc: FT["synthetic_preferences"][wc.name]["generator"]
-        ),
+        mem_mb=model_mem_mb("gpu_job", lambda wc: ft_synthetic(wc)["generator"]),
         runtime=job_resources("gpu_job")["runtime"],
     params:
         name=lambda wc: wc.name,
-        kind=lambda wc: FT["synthetic_preferences"][wc.name]["judge"],
-        n_prompts=lambda wc: FT["synthetic_preferences"][wc.name]["n_prompts"],
-        n_samples=lambda wc: FT["synthetic_preferences"][wc.name]["n_samples"],
-        max_new_tokens=lambda wc: FT["synthetic_preferences"][wc.name]["max_new_tokens"],
-        temperature=lambda wc: FT["synthetic_preferences"][wc.name]["temperature"],
-        top_p=lambda wc: FT["synthetic_preferences"][wc.name]["top_p"],
-        min_margin=lambda wc: FT["synthetic_preferences"][wc.name]["min_margin"],
-        batch_size=lambda wc: FT["synthetic_preferences"][wc.name]["batch_size"],
+        spec=ft_synthetic,
         seed=config["seed"],
     script:
         "../scripts/lfp_preferences.py"

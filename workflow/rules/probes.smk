@@ -14,7 +14,7 @@ rule lfp_triples:
     benchmark:
         "results/benchmarks/lfp/triples/{task}.tsv"
     wildcard_constraints:
-        task=registry_choice(FT["tasks"]),
+        task=FT_TASK_CHOICE,
     conda:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
@@ -47,8 +47,8 @@ rule lfp_probe_data:
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/probe_data.tsv"
     wildcard_constraints:
-        model=registry_choice({m for m, _ in LFP_RUNS}),
-        task=registry_choice(FT["tasks"]),
+        model=LFP_MODEL_CHOICE,
+        task=FT_TASK_CHOICE,
     conda:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
@@ -83,8 +83,8 @@ rule lfp_probe:
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/probe.tsv"
     wildcard_constraints:
-        model=registry_choice({m for m, _ in LFP_RUNS}),
-        task=registry_choice(FT["tasks"]),
+        model=LFP_MODEL_CHOICE,
+        task=FT_TASK_CHOICE,
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -13,7 +13,7 @@ rule lfp_texts:
     benchmark:
         "results/benchmarks/lfp/texts/{task}.tsv"
     wildcard_constraints:
-        task=registry_choice(FT["tasks"]),
+        task=FT_TASK_CHOICE,
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -37,8 +37,8 @@ rule lfp_activations:
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/activations.tsv"
     wildcard_constraints:
-        model=registry_choice({m for m, _ in LFP_RUNS}),
-        task=registry_choice(FT["tasks"]),
+        model=LFP_MODEL_CHOICE,
+        task=FT_TASK_CHOICE,
     conda:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
@@ -72,8 +72,8 @@ rule lfp_sae:
     benchmark:
         "results/benchmarks/lfp/{model}/{task}/sae_{variant}.tsv"
     wildcard_constraints:
-        model=registry_choice({m for m, _ in LFP_RUNS}),
-        task=registry_choice(FT["tasks"]),
+        model=LFP_MODEL_CHOICE,
+        task=FT_TASK_CHOICE,
         variant=r"[A-Za-z0-9.\-]+",
     conda:
         "../../envs/torch.yaml"

@@ -43,7 +43,7 @@ rule lfp_explain:
         "../../envs/torch.yaml"
     threads: job_resources("gpu_job")["threads"]
     resources:
-        **gpu_resources(lfp_explainer_gpu()),
+        **gpu_resources(int(lfp_local_explainer() is not None)),
         mem_mb=model_mem_mb("gpu_job", lfp_local_explainer),
         runtime=job_resources("gpu_job")["runtime"],
     params:

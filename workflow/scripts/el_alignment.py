@@ -14,6 +14,7 @@ from lensflow.core import io
 from lensflow.core.runtime import setup_logging
 from lensflow.core.tables import write_csv_md
 from lensflow.expertlens.alignment import alignment_rows
+from lensflow.expertlens.naming import parse_source_label
 
 
 def main(sm):
@@ -24,7 +25,7 @@ def main(sm):
              for m, d in zip(p.run_models, sm.input.manifests)}
     rows = []
     for label, path in zip(p.labels, sm.input.similarities):
-        source_type, model, dataset = label.split("|")
+        source_type, model, dataset = parse_source_label(label)
         table = alignment_rows(io.read_table(path), pairs, n_boot=p.n_boot, seed=p.seed)
         rows.append(table.assign(source_type=source_type, model=model, dataset=dataset,
                                  n_params=sizes.get(model)))

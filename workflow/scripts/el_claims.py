@@ -12,13 +12,14 @@ from lensflow.core.runtime import setup_logging
 from lensflow.core.tables import write_csv_md
 from lensflow.expertlens import claims
 from lensflow.expertlens.alignment import dynamics_table, scaling_table
+from lensflow.expertlens.naming import parse_source_label
 
 
 def main(sm):
     setup_logging(sm.log[0])
     p = sm.params
     alignment = io.read_table(sm.input.alignment)
-    sims = {tuple(label.split("|")): path for label, path in zip(p.labels, sm.input.similarities)}
+    sims = {parse_source_label(label): path for label, path in zip(p.labels, sm.input.similarities)}
     neurons = {(m, d): io.read_table(path) for (t, m, d), path in sims.items() if t == "neurons" and "@" not in m}
     baselines = {}
     for (t, m, d), path in sims.items():

@@ -12,12 +12,13 @@ from lensflow.core import io
 from lensflow.core.runtime import setup_logging
 from lensflow.expertlens.alignment import category_agreement, permutation_ari, square
 from lensflow.expertlens.figures.domains import cluster_concepts, plot_domains
+from lensflow.expertlens.naming import jaccard_measure
 
 
 def main(sm):
     log = setup_logging(sm.log[0])
     p = sm.params
-    names, jaccard = square(io.read_table(sm.input.similarity), f"jaccard@{p.tau:g}")
+    names, jaccard = square(io.read_table(sm.input.similarity), jaccard_measure(p.tau))
     categories = None
     if p.categories:
         cats = io.read_table(p.categories) if p.categories.endswith(".parquet") else pd.read_csv(p.categories)

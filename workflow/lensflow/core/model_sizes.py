@@ -5,7 +5,7 @@ sizes (so no download is needed to plan); local models: their config.json (a mat
 for any source). The model is built on torch's meta device (no memory, a second or two even for
 12B), which gives the exact parameter count and the widths of the modules a cache's patterns match.
 Used by the capacity plan (lensflow.core.capacity); tests/test_capacity.py checks the counts against the
-ones the workflow's memory sizing uses (common.smk's HUB_PARAMS_B) and the issue's unit counts.
+ones the workflow's memory sizing uses (lensflow.core.model_memory.HUB_PARAMS_B) and the issue's unit counts.
 """
 
 from __future__ import annotations

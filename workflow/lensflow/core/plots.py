@@ -192,13 +192,3 @@ def ordered_values(values, first=()):
 def category_colours(n):
     """n categorical colours: tab10 while it suffices (colour-blind friendly), tab20 beyond."""
     return PALETTE[:n] if n <= 10 else [plt.get_cmap("tab20")(i % 20) for i in range(n)]
-
-
-def measure_key(measure: str):
-    """Sort key: jaccard@tau by tau, then cosine_ap, then everything else alphabetically."""
-    if measure.startswith("jaccard@"):
-        try:
-            return (0, float(measure.split("@", 1)[1]), measure)
-        except ValueError:
-            pass
-    return (1 if measure == "cosine_ap" else 2, 0.0, measure)

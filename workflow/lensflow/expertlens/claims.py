@@ -10,6 +10,7 @@ import pandas as pd
 from lensflow.core.claims import claim_row
 
 from .alignment import spearman_diff_bootstrap
+from .naming import headline_measure, jaccard_tau
 from .pipeline import covered_pairs
 
 
@@ -28,12 +29,12 @@ def alignment_claims(alignment: pd.DataFrame, measure: str) -> list[dict]:
 
 def best_tau_claim(alignment: pd.DataFrame, taus) -> dict:
     """tau = 0.5 aligns best: share of (model, data set, human set) cells where 0.5 has the top rho."""
-    neurons = alignment[(alignment["source_type"] == "neurons") & alignment["measure"].str.startswith("jaccard@")
+    neurons = alignment[(alignment["source_type"] == "neurons") & alignment["measure"].map(lambda m: jaccard_tau(m) is not None)
                         & ~alignment["model"].str.contains("@")]
     cells = neurons.groupby(["model", "dataset", "pairs"])
     best = cells.apply(lambda g: g.loc[g["rho"].idxmax(), "measure"] if g["rho"].notna().any() else None,
                        include_groups=False).dropna()
-    share = float((best == f"jaccard@{min(taus):g}").mean()) if len(best) else np.nan
+    share = float((best == headline_measure(taus)).mean()) if len(best) else np.nan
     return claim_row(f"tau = {min(taus):g} aligns best among {list(taus)}",
                      "fraction of (model, data set, human set) where it has the highest rho", share,
                      n=len(best), verdict="untestable" if not len(best) else ("supported" if share > 0.5 else "not supported"),

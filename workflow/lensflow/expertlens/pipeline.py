@@ -17,6 +17,7 @@ import pandas as pd
 from lensflow.core.io import TableError, read_metadata
 
 from .expertise import expertise_table
+from .naming import COSINE, jaccard_measure
 from .similarity import cosine_matrix, expert_sets, jaccard_matrix
 
 LAYER = re.compile(r"\.(\d+)\.")
@@ -112,8 +113,8 @@ def similarities(concepts: list[str], ap: np.ndarray, taus) -> pd.DataFrame:
         masks, _ = expert_sets(ap, tau)
         jac, empty = jaccard_matrix(masks)
         del masks  # [c, units] bool: gone before the next tau's masks are built
-        out.append(_upper(concepts, jac, f"jaccard@{tau:g}", empty))
-    out.append(_upper(concepts, cosine_matrix(ap), "cosine_ap"))
+        out.append(_upper(concepts, jac, jaccard_measure(tau), empty))
+    out.append(_upper(concepts, cosine_matrix(ap), COSINE))
     return pd.concat(out, ignore_index=True)
 
 

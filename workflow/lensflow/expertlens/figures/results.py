@@ -19,9 +19,10 @@ from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from lensflow.core.plots import (category_colours, ci_whiskers, grouped_bars, hide_unused, is_empty, measure_key,
-                                 new_figure, no_data_figure, ordered_values, panel_grid, plt, require_columns,
-                                 style_options)
+from lensflow.core.plots import (category_colours, ci_whiskers, grouped_bars, hide_unused, is_empty, new_figure,
+                                 no_data_figure, ordered_values, panel_grid, plt, require_columns, style_options)
+
+from ..naming import measure_key
 
 # the domain-structure figure lives in domains.py; re-exported so callers need one import
 from .domains import circle_layout, cluster_concepts, concept_linkage, mds_layout, plot_domains  # noqa: F401

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from lensflow.core.plots import (category_colours, ci_whiskers, format_count, grouped_bars, hide_unused, is_empty,
-                                 measure_key, new_figure, no_data_figure, ordered_values, panel_grid, require_columns,
-                                 style_options)
+                                 new_figure, no_data_figure, ordered_values, panel_grid, require_columns, style_options)
+
+from ..naming import jaccard_measure, measure_key
 
 
 STABILITY_TITLES = {"across_models": "across models (dataset fixed)",
@@ -70,7 +71,7 @@ def _one_measure(df, measure, columns, what, no_data_reason):
     return sub, None
 
 
-def plot_scaling(scaling: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0.5",
+def plot_scaling(scaling: pd.DataFrame, png, pdf, *, measure: str = jaccard_measure(0.5),
                  no_data_reason="no scaling results", **style) -> None:
     """Alignment (rho, CI) against model size (log x), one line per (dataset, human pair set)."""
     style = {"title": f"Alignment vs model size ({measure})", **style}
@@ -98,7 +99,7 @@ def plot_scaling(scaling: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0.5
         ax.legend(title="dataset · human pairs")
 
 
-def plot_dynamics(dynamics: pd.DataFrame, png, pdf, *, measure: str = "jaccard@0.5",
+def plot_dynamics(dynamics: pd.DataFrame, png, pdf, *, measure: str = jaccard_measure(0.5),
                   no_data_reason="no checkpoints configured", **style) -> None:
     """Alignment (rho, CI band) over training steps (symlog x), one line per model.
 
