@@ -364,16 +364,13 @@ def test_chat_template_is_used_when_present(one_thread):
 
 def test_complete_pads_on_the_left(one_thread):
     model, tok = _tiny()
-    seen = []
-    real = model.generate
-
-    def spy(**enc):
-        seen.append(enc["attention_mask"])
-        return real(**enc)
-
-    model.generate = spy
+    seen = []  # the attention mask of every forward (the first is the prompts' prefill)
+    handle = model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["attention_mask"]), with_kwargs=True)
     torch.manual_seed(0)
-    texts, n_new = G.complete(model, tok, ["the cat", "the cat sat on the mat"], False, 3, 1.0, 1.0, 8, "cpu")
+    try:
+        texts, n_new = G.complete(model, tok, ["the cat", "the cat sat on the mat"], False, 3, 1.0, 1.0, 8, "cpu")
+    finally:
+        handle.remove()
     mask = seen[0]  # [2, t]
     assert mask[:, -1].all() and not mask[0, 0]  # every prompt ends at the last column
     assert len(texts) == 2 and 0 < n_new <= 6 and tok.padding_side == "right"

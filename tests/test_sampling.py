@@ -32,6 +32,10 @@ def _model(family: str):
     return GPTNeoForCausalLM(cfg).eval()
 
 
+def _rows(tok, prompts):
+    return tok(prompts)["input_ids"]
+
+
 def _hf_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     scores = TemperatureLogitsWarper(temperature)(None, logits.clone())
     if top_k:
@@ -71,11 +75,13 @@ def test_draw_rejects_bad_settings():
         Sampling(8, top_p=0)
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["distinct", "shared-prefix"])
 @pytest.mark.parametrize("family", ["llama", "gptneox", "gptneo"])
-def test_greedy_equals_generate_with_left_padding_and_rows_ending(family):
+def test_greedy_equals_generate_with_left_padding_and_rows_ending(family, shared):
     model, tok = _model(family), tiny_tokenizer()
     tok.padding_side = "left"
-    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    prompts = PREFIXED if shared else PROMPTS
+    enc = tok(prompts, return_tensors="pt", padding=True)
     # the stop ids: tokens the greedy continuations do emit, so rows end at different steps
     ref = model.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=0, eos_token_id=None)
     cont = ref[:, enc["input_ids"].shape[1]:]
@@ -85,7 +91,7 @@ def test_greedy_equals_generate_with_left_padding_and_rows_ending(family):
     for row in ref[:, enc["input_ids"].shape[1]:].tolist():
         ends = [i for i, t in enumerate(row) if t in stop]
         want.append(row[: ends[0] + 1] if ends else row)
-    got = sample_batch(model, dict(enc), Sampling(12, top_k=1), stop)
+    got = sample_batch(model, _rows(tok, prompts), Sampling(12, top_k=1), stop)
     assert got == want
     assert len({len(r) for r in got}) > 1  # rows did end at different steps
 
@@ -93,7 +99,7 @@ def test_greedy_equals_generate_with_left_padding_and_rows_ending(family):
 def test_min_new_tokens_and_max_new_tokens():
     model, tok = tiny_model("llama"), tiny_tokenizer()
     tok.padding_side = "left"
-    enc = dict(tok(PROMPTS, return_tensors="pt", padding=True))
+    enc = _rows(tok, PROMPTS)
     first = sample_batch(model, enc, Sampling(6, top_k=1), [])
     stop = [first[0][0], first[1][0], first[2][0], first[3][0]]  # every row's greedy first token
     assert [len(r) for r in sample_batch(model, enc, Sampling(6, top_k=1), stop)] == [1, 1, 1, 1]
@@ -115,20 +121,26 @@ def test_sample_texts_is_seeded_and_restores_the_tokenizer():
     assert tok.padding_side == "right"
 
 
+SHARED = "the film was very good and the story was great but the"  # 12 tokens every prompt starts with
+PREFIXED = [f"{SHARED} {tail}" for tail in ("end", "actor was bad", "plot", "scene with a cat and a dog")]
+
+
+@pytest.mark.parametrize("prompts", [PROMPTS, PREFIXED], ids=["distinct", "shared-prefix"])
 @pytest.mark.parametrize("family", ["llama", "gptneox", "gptneo"])
-def test_padded_rows_see_what_an_unpadded_forward_sees(family):
+def test_padded_rows_see_what_an_unpadded_forward_sees(family, prompts):
     """Positions start at each row's first real token and the cache carries them on: the logits of
     the last step equal a fresh forward of the row's own prompt + tokens, without padding."""
     model, tok = _model(family), tiny_tokenizer()
     tok.padding_side = "left"
-    enc = dict(tok(PROMPTS, return_tensors="pt", padding=True))
     seen = []
     handle = model.register_forward_hook(lambda m, a, out: seen.append(out.logits[:, -1, :].clone()))
     try:
-        new = sample_batch(model, enc, Sampling(5, top_k=1), [])
+        new = sample_batch(model, _rows(tok, prompts), Sampling(5, top_k=1), [])
     finally:
         handle.remove()
-    for row, prompt in enumerate(PROMPTS):
+    # the shared prefix ran once, except through GPT-Neo's local window (8 here), which would see the pads
+    assert seen[0].shape[0] == (1 if prompts is PREFIXED and family != "gptneo" else len(prompts))
+    for row, prompt in enumerate(prompts):
         ids = tok(prompt, return_tensors="pt")["input_ids"]
         full = torch.cat([ids, torch.tensor([new[row][:-1]])], dim=1)
         want = model(input_ids=full).logits[0, -1]

@@ -96,26 +96,75 @@ def _forward_kwargs(model) -> dict:
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
+MIN_SHARED_PREFIX = 8  # tokens; below this a separate prefix forward is not worth it
+
+
+def _shared_prefix(rows: list[list[int]]) -> int:
+    """Length of the token prefix every row shares, leaving each row at least one token of its own."""
+    n = min(len(r) for r in rows) - 1
+    first = rows[0]
+    for i in range(max(n, 0)):
+        if any(r[i] != first[i] for r in rows[1:]):
+            return i
+    return max(n, 0)
+
+
+def _window(model) -> int | None:
+    """The smallest attention window of a model with local / sliding-window layers (Gemma 2/3,
+    Mistral: sliding_window; GPT-Neo: window_size), None where every layer attends globally."""
+    cfg = model.config
+    sizes = [getattr(cfg, k, None) for k in ("sliding_window", "window_size")]
+    sizes = [int(v) for v in sizes if isinstance(v, int) and v > 0]
+    return min(sizes) if sizes else None
+
+
 @torch.inference_mode()
-def sample_batch(model, enc: dict, sampling: Sampling, stop_ids: list[int]) -> list[list[int]]:
-    """New token ids of each row of one left-padded batch `enc` (input_ids, attention_mask on the
-    model's device), each up to and including its first stop id, at most max_new_tokens."""
-    ids, mask = enc["input_ids"], enc["attention_mask"]  # [b, t]
-    b = ids.shape[0]
-    stops = torch.tensor(stop_ids, device=ids.device, dtype=ids.dtype)
-    pos = (mask.long().cumsum(-1) - 1).clamp_(min=0)  # [b, t]: pads on the left do not count
-    extra = _forward_kwargs(model)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **extra)
-    cache, logits = out.past_key_values, out.logits[:, -1, :]  # [b, vocab]
-    rows = torch.arange(b, device=ids.device)  # which prompt each live row is
-    next_pos = pos[:, -1] + 1  # [b]
-    new: list[list[int]] = [[] for _ in range(b)]
+def _prefill(model, rows: list[list[int]], pad_id: int, device, max_new_tokens: int = 0):
+    """Run the prompts (token id lists) -> (cache, last logits [b, vocab], attention mask [b, t],
+    next position [b]). Rows are left-padded; positions count from each row's first real token.
+
+    A prefix every row shares (a chat template's system turn, an instruction) is run once and its
+    KV cache copied to every row: the rows' own tails then follow it after their padding, which the
+    mask hides (on the generated-sentence writer the shared prefix is most of each prompt). Not
+    where a local attention window could reach the padding between prefix and tail: there the
+    pads would take window slots that real tokens hold in an unpadded run.
+    """
+    shared = _shared_prefix(rows) if len(rows) > 1 else 0
+    window = _window(model)
+    if window is not None and max(len(r) for r in rows) + max_new_tokens > window:
+        shared = 0
+    shared = shared if shared >= MIN_SHARED_PREFIX else 0
+    tails = [r[shared:] for r in rows]
+    width = max(len(t) for t in tails)
+    ids = torch.tensor([[pad_id] * (width - len(t)) + t for t in tails], device=device)  # [b, width]
+    mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=device)
+    extra, cache = _forward_kwargs(model), None
+    if shared:
+        head = torch.tensor([rows[0][:shared]], device=device)  # [1, shared]
+        cache = model(input_ids=head, use_cache=True, **extra).past_key_values
+        cache.batch_repeat_interleave(len(rows))
+        mask = torch.cat([mask.new_ones(len(rows), shared), mask], dim=1)  # [b, shared + width]
+    pos = (mask.cumsum(-1) - 1).clamp_(min=0)[:, -width:]  # [b, width]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                **extra)
+    return out.past_key_values, out.logits[:, -1, :], mask, pos[:, -1] + 1
+
+
+@torch.inference_mode()
+def sample_batch(model, rows: list[list[int]], sampling: Sampling, stop_ids: list[int], pad_id: int = 0,
+                 device="cpu") -> list[list[int]]:
+    """New token ids of each prompt (a list of token ids) of one batch, each up to and including its
+    first stop id, at most max_new_tokens."""
+    cache, logits, mask, next_pos = _prefill(model, rows, pad_id, device, sampling.max_new_tokens)
+    stops = torch.tensor(stop_ids, device=logits.device, dtype=torch.long)
+    live_rows = torch.arange(len(rows), device=logits.device)  # which prompt each live row is
+    new: list[list[int]] = [[] for _ in rows]
     for step in range(sampling.max_new_tokens):
         if step < sampling.min_new_tokens and len(stop_ids):
             logits = logits.clone()
             logits[:, stops] = float("-inf")
         tok = draw(logits, sampling)  # [live]
-        for r, t in zip(rows.tolist(), tok.tolist()):
+        for r, t in zip(live_rows.tolist(), tok.tolist()):
             new[r].append(t)
         live = ~torch.isin(tok, stops)  # [live]
         if step + 1 == sampling.max_new_tokens or not live.any():
@@ -123,7 +172,7 @@ def sample_batch(model, enc: dict, sampling: Sampling, stop_ids: list[int]) -> l
         if not live.all():  # ended rows leave the batch, and their KV cache rows with them
             keep = live.nonzero().squeeze(1)
             cache.batch_select_indices(keep)
-            rows, tok, mask, next_pos = rows[keep], tok[keep], mask[keep], next_pos[keep]
+            live_rows, tok, mask, next_pos = live_rows[keep], tok[keep], mask[keep], next_pos[keep]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)  # [live, t + step + 1]
         out = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                     past_key_values=cache, use_cache=True)
@@ -135,23 +184,16 @@ def sample_texts(model, tokenizer, prompts: list[str], sampling: Sampling, *, ba
                  add_special_tokens: bool = True, stop_ids: list[int] | None = None) -> tuple[list[str], int]:
     """One completion per prompt, in order -> (decoded new text per prompt, tokens generated).
 
-    Batches of `batch_size` prompts, padded on the left (the tokenizer's side and pad token are
-    restored afterwards); decoded with special tokens dropped (the EOS that ended a row among them).
+    Batches of `batch_size` prompts, padded on the left (see _prefill); decoded with special
+    tokens dropped (the EOS that ended a row among them).
     Tokens generated counts every sampled token, the EOS included. The caller seeds torch.
     """
     stop_ids = eos_ids(model, tokenizer) if stop_ids is None else list(stop_ids)
-    side, pad = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
     texts, n_new = [], 0
-    try:
-        for lo in range(0, len(prompts), batch_size):
-            enc = tokenizer(list(prompts[lo : lo + batch_size]), return_tensors="pt", padding=True,
-                            add_special_tokens=add_special_tokens).to(device)
-            new = sample_batch(model, enc, sampling, stop_ids)
-            n_new += sum(len(t) for t in new)
-            texts += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side, tokenizer.pad_token = side, pad
+    for lo in range(0, len(rows), batch_size):
+        new = sample_batch(model, rows[lo : lo + batch_size], sampling, stop_ids, pad_id, device)
+        n_new += sum(len(t) for t in new)
+        texts += tokenizer.batch_decode(new, skip_special_tokens=True)
     return texts, n_new

@@ -26,12 +26,16 @@ from collections import Counter
 import torch
 
 from lensflow.core.llm.http import OpenAIClient
+from lensflow.core.sampling import Sampling, sample_texts
 
 from .concepts import contains_word, inflections
 
 log = logging.getLogger("lensflow")
 
 MIN_CONCEPTS = 2  # a bank must hold a pair of concepts to compare
+# The top-k that transformers' generate() applied unasked (GenerationConfig's default 50) when this
+# writer used it; kept, so the sentences come from the same distribution as before (issue 13).
+GENERATE_TOP_K = 50
 DEFAULT_PROMPT = 'Write one short, simple sentence that uses the word "{concept}".'
 _END = re.compile(r"(?<=[.!?])[\"'\u201d)]*\s")  # a sentence end followed by whitespace
 _QUOTES = "\"'\u201c\u201d`*"
@@ -100,34 +104,12 @@ def _prompts(tokenizer, concepts: list[str], template: str) -> tuple[list[str], 
     return [render_chat(tokenizer, [{"role": "user", "content": p}]) for p in plain], True
 
 
-@torch.inference_mode()
 def complete(model, tokenizer, prompts: list[str], templated: bool, max_new_tokens: int, temperature: float,
-             top_p: float, batch_size: int, device) -> tuple[list[str], int]:
-    """Sample one completion per prompt; returns (decoded new text per prompt, new tokens generated).
-
-    Pads on the left (restored afterwards): with right padding a short prompt's row would continue
-    after its pad tokens and produce garbage.
-    """
-    side, pad = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    stop_ids = torch.tensor([tokenizer.eos_token_id, tokenizer.pad_token_id], device=device)
-    texts, n_new = [], 0
-    try:
-        for lo in range(0, len(prompts), batch_size):
-            enc = tokenizer(prompts[lo : lo + batch_size], return_tensors="pt", padding=True,
-                            add_special_tokens=not templated).to(device)
-            out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]  # [b, <= max_new_tokens]: left padding aligns prompt ends
-            # real tokens of a row: up to and including its first stop token (EOS, or the pad after it)
-            stop = torch.isin(new, stop_ids).long()  # [b, t]
-            n_new += int(((stop.cumsum(1) - stop) == 0).sum())
-            texts += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side, tokenizer.pad_token = side, pad
-    return texts, n_new
+             top_p: float, batch_size: int, device, top_k: int = GENERATE_TOP_K) -> tuple[list[str], int]:
+    """Sample one completion per prompt; returns (decoded new text per prompt, new tokens generated,
+    each row's EOS included). The shared sampling loop (lensflow.core.sampling), left-padded."""
+    return sample_texts(model, tokenizer, prompts, Sampling(max_new_tokens, temperature, top_k, top_p),
+                        batch_size=batch_size, device=device, add_special_tokens=not templated)
 
 
 def generate_sentences(model, tokenizer, concepts: list[str], n_per_concept: int,

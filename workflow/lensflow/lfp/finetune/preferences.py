@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 import torch
 
+from lensflow.core.sampling import Sampling, sample_texts
+
 from .rewards import load_vader_lexicon, tokenize
 
 log = logging.getLogger("lensflow")
@@ -93,7 +95,6 @@ def format_prompt(tokenizer, prompt: str) -> tuple[str, bool]:
     return prompt, False
 
 
-@torch.inference_mode()
 def sample_responses(model, tokenizer, prompts: list[str], n_samples: int, max_new_tokens: int,
                      temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, device="cpu",
                      batch_size: int = 16) -> pd.DataFrame:
@@ -105,25 +106,14 @@ def sample_responses(model, tokenizer, prompts: list[str], n_samples: int, max_n
     overrides any top-k a model's generation_config sets. Seeded once: same seed, model, device and batch size
     -> same answers.
     """
-    side, pad = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     order = [i for _ in range(n_samples) for i in range(len(prompts))]
     texts = [format_prompt(tokenizer, p) for p in prompts]
+    sampling = Sampling(max_new_tokens, temperature, top_k=0, top_p=top_p)
     torch.manual_seed(seed)
-    out_text = []
-    try:
-        for lo in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[lo : lo + batch_size]]
-            enc = tokenizer([t for t, _ in batch], return_tensors="pt", padding=True,
-                            add_special_tokens=not batch[0][1]).to(device)
-            out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]  # [b, <= max_new_tokens]
-            out_text += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    finally:
-        tokenizer.padding_side, tokenizer.pad_token = side, pad
+    # one tokenizer: every prompt is templated (holds its special tokens) or none is
+    done, _ = sample_texts(model, tokenizer, [texts[i][0] for i in order], sampling, batch_size=batch_size,
+                           device=device, add_special_tokens=not texts[0][1])
+    out_text = [t.strip() for t in done]
     return pd.DataFrame({"prompt_id": order, "prompt": [prompts[i] for i in order], "response": out_text})
 
 

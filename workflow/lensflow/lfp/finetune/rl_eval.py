@@ -16,55 +16,29 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
+from lensflow.core.sampling import Sampling, sample_texts
 from lensflow.core.stats import bootstrap_mean_diff, mean_ci
 
 from .prompts import split_prompts
 from .rewards import lexicon_word_counts
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
-    """Every id that ends a completion: the tokenizer's EOS and the model's (as TRL does)."""
-    ids = model.generation_config.eos_token_id
-    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids = [tokenizer.eos_token_id, *ids]
-    return ids
-
-
-@torch.inference_mode()
 def sample_completions(model, tokenizer, prompts: Sequence[str], n_samples: int = 1, min_new_tokens: int = 8,
                        max_new_tokens: int = 19, seed: int = 0, device="cpu", batch_size: int = 32,
                        temperature: float = 1.0) -> pd.DataFrame:
     """n_samples pure-sampling completions per prompt -> DataFrame(prompt_id, sample, prompt, completion).
 
     Rows are prompt-major (prompt 0's samples first). torch is seeded once with `seed`, so the
-    same model, prompts, seed, device and batch size give the same completions.
+    same model, prompts, seed, device and batch size give the same completions. Stops at the
+    tokenizer's and the model's EOS (as TRL does; lensflow.core.sampling.eos_ids).
     """
-    from transformers import GenerationConfig
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    # A fresh config, not the model's: checkpoints ship their own sampling defaults (top_k 50, ...).
-    gen = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                           min_new_tokens=min_new_tokens, max_new_tokens=max_new_tokens,
-                           pad_token_id=pad_id, eos_token_id=_eos_ids(model, tokenizer))
     rows = [(i, s, p) for i, p in enumerate(prompts) for s in range(n_samples)]
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    # no top-k, no top-p whatever the checkpoint's generation_config says (they ship top_k 50, ...)
+    sampling = Sampling(max_new_tokens, temperature, top_k=0, top_p=1.0, min_new_tokens=min_new_tokens)
     torch.manual_seed(seed)
-    completions: list[str] = []
-    try:
-        model.eval()
-        for lo in range(0, len(rows), batch_size):
-            batch = [p for _, _, p in rows[lo : lo + batch_size]]
-            enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
-            out = model.generate(**enc, generation_config=gen)  # [b, prompt_len + <= max_new_tokens]
-            new = out[:, enc["input_ids"].shape[1]:]  # [b, n_new]: left padding aligns prompt ends
-            # EOS and the pads generate() writes after it are special tokens: decoding drops them.
-            completions += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
+    model.eval()
+    completions, _ = sample_texts(model, tokenizer, [p for _, _, p in rows], sampling, batch_size=batch_size,
+                                  device=device)
     return pd.DataFrame({"prompt_id": [r[0] for r in rows], "sample": [r[1] for r in rows],
                          "prompt": [r[2] for r in rows], "completion": completions})
 
