@@ -150,3 +150,44 @@ def test_gated_error_through_the_real_transformers_loader(tmp_path, monkeypatch)
     with pytest.raises(ModelUnavailable) as info:
         models.materialise(GEMMA, "gemma-2b-it", tmp_path / "g")
     _says_gated(str(info.value))
+
+
+def _tiny_gguf(path):
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_string("tokenizer.ggml.model", "llama")
+    w.add_tensor("token_embd.weight", np.arange(8, dtype=np.float32).reshape(2, 4))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_one_gguf_parse_reads_a_file_once_and_restores_the_reader(tmp_path):
+    import gguf
+
+    path, real = _tiny_gguf(tmp_path / "m.gguf"), gguf.GGUFReader
+    with models.one_gguf_parse():
+        a, b = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
+        assert a is b and a.tensors[0].name == "token_embd.weight"
+    assert gguf.GGUFReader is real
+    assert real(path) is not real(path)
+
+
+def test_transformers_takes_the_gguf_reader_from_the_module_at_each_call(tmp_path, monkeypatch):
+    """one_gguf_parse only helps while transformers looks GGUFReader up in `gguf` when it loads."""
+    import gguf
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    class Seen(Exception):
+        pass
+
+    def spy(*args, **kwargs):
+        raise Seen
+
+    monkeypatch.setattr(gguf, "GGUFReader", spy)
+    with pytest.raises(Seen):
+        load_gguf_checkpoint(str(_tiny_gguf(tmp_path / "m.gguf")), return_tensors=False)

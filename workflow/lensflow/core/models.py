@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -50,6 +51,31 @@ def _check_same_logits(reference, rebuilt, name: str) -> None:
         raise ModelUnavailable(f"{name}: rebuilt model disagrees with the GGUF model (max |diff| {(a - b).abs().max():.3g})")
 
 
+@contextmanager
+def one_gguf_parse():
+    """Within this block, gguf.GGUFReader parses a file once and hands the same reader back.
+
+    transformers parses a GGUF file's metadata three times to load one model (for the tokenizer,
+    the config and the weights), in Python, field by field; the tokenizer vocabulary is most of it
+    (Gemma-3's 262k tokens: ~20 s a parse on one core, 2/3 of materialising it). The reader is a
+    read-only memory map, so sharing it changes nothing but the time."""
+    import gguf
+
+    real, readers = gguf.GGUFReader, {}
+
+    def reader(path, *args, **kwargs):
+        key = (str(Path(path).resolve()), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = real(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = reader  # transformers imports it from the module at each call
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = real
+
+
 def _load_source(spec: dict, name: str, workdir: Path):
     """(model, tokenizer) from the configured source, on CPU in the configured dtype."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -58,8 +84,9 @@ def _load_source(spec: dict, name: str, workdir: Path):
     source = spec["source"]
     if source == "gguf_package":
         folder, file = _gguf_file(spec, name, workdir)
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+        with one_gguf_parse():
+            tok = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+            gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
         # transformers will not save a GGUF-loaded model: rebuild it from its config without the
         # quantization_config and copy the (already dequantised) weights over.
         cfg = gguf_model.config
