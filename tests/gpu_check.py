@@ -38,7 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(HERE), str(HERE / "rehearsal"), str(ROOT / "workflow")]
+sys.path[:0] = [str(HERE), str(HERE / "support"), str(HERE / "rehearsal"), str(ROOT / "workflow")]
 
 from gpu_jobs import check_gpu_jobs, covering_targets, parse_jobs  # noqa: E402
 

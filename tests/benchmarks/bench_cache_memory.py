@@ -44,7 +44,7 @@ import transformers
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "workflow"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from lensflow.core.cache import CacheSpec, cache_activations  # noqa: E402
 from lensflow.core.hooks import match_modules  # noqa: E402
@@ -56,7 +56,7 @@ FLAGS_THAT_MATTER = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="materialised model folder (default: a synthetic Llama)")
-    p.add_argument("--tiny", action="store_true", help="smoke run: tests/tiny_models.py's 2-layer d=16 model, short texts")
+    p.add_argument("--tiny", action="store_true", help="smoke run: tests/support/tiny_models.py's 2-layer d=16 model, short texts")
     p.add_argument("--d", type=int, default=256, help="synthetic model: hidden width")
     p.add_argument("--layers", type=int, default=4, help="synthetic model: blocks")
     p.add_argument("--lengths", default="32,128,512", help="comma-separated max_length values (every text fills it)")
@@ -212,7 +212,7 @@ def main(argv: list[str]) -> None:
             else [[f"{prefix}.*.mlp"], [f"{prefix}.*"]])
     print(f"# Peak memory of a pooled cache (pooling {args.pooling}), pooling after the forward (old) vs in the hook")
     print(f"Machine: {machine()}")
-    what = args.model or ("tests/tiny_models.py llama (d=16, 2 blocks)" if args.tiny else
+    what = args.model or ("tests/support/tiny_models.py llama (d=16, 2 blocks)" if args.tiny else
                           f"synthetic Llama d={args.d}, {args.layers} blocks")
     print(f"Model: {what}; device {args.device}; {args.n} texts, batch {args.batch_size}; "
           f"bf16_autocast {args.bf16_autocast}")

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "workflow"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "workflow"), str(ROOT / "tests" / "support")]
 
 UNITS = {"1x": ["gpt_neox.layers.0.mlp.dense_h_to_4h"], "4x": ["gpt_neox.layers.*.mlp.dense_h_to_4h"]}
 

@@ -10,7 +10,7 @@ Three packages, one per concern:
               baselines, the causal check, claims, figures
   lfp         Learned Feedback Patterns: finetune, sae, probes, validation, claims, figures
 expertlens and lfp import only from core, never from each other; core imports neither
-(tests/test_package_boundaries.py).
+(tests/core/test_package_boundaries.py).
 """
 
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ from lensflow.core.runtime import model_job
 from lensflow.lfp.finetune.layers import mlp_modules
 from lensflow.lfp.sae.model import load_saes
 from lensflow.lfp.validation.ablation import ablation_prompts, related_per_module, run_ablation
+from lensflow.lfp.finetune.rewards import read_lexicon_table
 
 
 def main(sm):
@@ -25,8 +26,7 @@ def main(sm):
     modules = mlp_modules(model, layers)
     labelled = io.read_table(sm.input.explanations).assign(related=lambda d: d["related"].fillna(False))
     related = related_per_module(modules, layers, labelled)
-    lex = io.read_table(sm.input.lexicon, required=["token", "value"])
-    lexicon = dict(zip(lex["token"], lex["value"].astype(float)))
+    lexicon = read_lexicon_table(sm.input.lexicon)
     prompts = ablation_prompts(p.kind, io.read_table(sm.input.table), tok, p.n_prefixes, p.prefix_tokens, p.seed)
     df = run_ablation(model, tok, prompts, {m: saes[layer] for m, layer in zip(modules, layers)}, related, p.kind,
                       lexicon=lexicon, n_samples=p.n_samples, max_new_tokens=p.max_new_tokens, n_random=p.n_random,

@@ -21,6 +21,7 @@ from lensflow.core import io
 from lensflow.core.runtime import pick_device, setup_logging
 from lensflow.lfp.finetune import rl
 from lensflow.lfp.finetune.prompts import split_prompts
+from lensflow.lfp.finetune.rewards import read_lexicon_table
 
 
 def main(sm):
@@ -29,8 +30,7 @@ def main(sm):
     p = sm.params
     hyper = rl.RLHyper.from_dict({"seed": p.seed, **dict(p.hyper)})
     texts = io.read_table(sm.input.texts, required=["text"])
-    lex = io.read_table(sm.input.lexicon, required=["token", "value"])
-    lexicon = dict(zip(lex["token"], lex["value"].astype(float)))
+    lexicon = read_lexicon_table(sm.input.lexicon)
 
     tok = AutoTokenizer.from_pretrained(sm.input.model)
     split = split_prompts(texts["text"].tolist(), tok, p.n_heldout, rl.train_prompt_count(hyper, p.n_prompts),

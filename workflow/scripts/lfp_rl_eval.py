@@ -21,7 +21,7 @@ import pandas as pd
 
 from lensflow.core import io, models
 from lensflow.core.runtime import pick_device, setup_logging
-from lensflow.lfp.finetune.rewards import make_vader_reward_fn
+from lensflow.lfp.finetune.rewards import make_vader_reward_fn, read_lexicon_table
 from lensflow.lfp.finetune.rl_eval import heldout_prompts, reward_comparison, sample_completions, word_generation_counts
 
 
@@ -30,8 +30,7 @@ def main(sm):
     device = pick_device(sm.resources.get("gpu", 0), sm.threads)
     p = sm.params
     texts = io.read_table(sm.input.texts, required=["text"])["text"].tolist()
-    lex = io.read_table(sm.input.lexicon, required=["token", "value"])
-    lexicon = dict(zip(lex["token"], lex["value"].astype(float)))
+    lexicon = read_lexicon_table(sm.input.lexicon)
     reward_fn = make_vader_reward_fn(lexicon, include_prompt=True)  # as in training: prompt + completion
 
     tuned_manifest = json.loads((Path(sm.input.tuned) / models.MANIFEST).read_text())

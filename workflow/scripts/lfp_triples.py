@@ -12,6 +12,7 @@ from lensflow.core.runtime import pick_device, seed_everything, setup_logging
 from lensflow.lfp.probes.rewrites import llm_rewrite_triples
 from lensflow.lfp.probes.triples import corpus_lexicon, rewrite_triples, vader_triples
 from lensflow.lfp.validation.explanations import make_client
+from lensflow.lfp.finetune.rewards import read_lexicon_table
 
 
 def main(sm):
@@ -21,8 +22,7 @@ def main(sm):
     table = io.read_table(sm.input.table)
     dropped = 0
     if p.kind == "vader":
-        lex = io.read_table(sm.input.lexicon, required=["token", "value"])
-        lexicon = dict(zip(lex["token"], lex["value"].astype(float)))
+        lexicon = read_lexicon_table(sm.input.lexicon)
         words = corpus_lexicon(table["text"], lexicon)
         triples = vader_triples(table[["text_id", "text"]], words, p.n_triples, seed=p.seed,
                                 min_abs_value=p.min_abs_value)

@@ -166,13 +166,13 @@ def rl_hyper_defaults() -> dict:
     """lensflow.lfp.finetune.rl.RLHyper's field defaults, read from rl.py's source rather than
     imported: importing it loads torch and transformers, which every Snakemake parse would then pay
     for (and the Snakemake environment need not have them), and lensflow.core imports no lfp module.
-    tests/test_config.py checks they are the dataclass's."""
+    tests/core/test_config.py checks they are the dataclass's."""
     return _dataclass_defaults(FINETUNE / "rl.py", "RLHyper")
 
 
 def dpo_hyper_defaults() -> dict:
     """lensflow.lfp.finetune.dpo.DPOHyper's field defaults, read like rl_hyper_defaults' (for the
-    capacity plan). tests/test_config.py checks they are the dataclass's."""
+    capacity plan). tests/core/test_config.py checks they are the dataclass's."""
     return _dataclass_defaults(FINETUNE / "dpo.py", "DPOHyper")
 
 

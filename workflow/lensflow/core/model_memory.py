@@ -2,7 +2,7 @@
 
 The workflow sizes `mem_mb` from these (workflow/rules/common.smk's model_mem_mb), per config
 `resources.model_memory`: overhead_mb + copies x the weights' bytes in the registry dtype.
-lensflow.core.model_sizes gives exact counts for the capacity plan; tests/test_capacity.py checks
+lensflow.core.model_sizes gives exact counts for the capacity plan; tests/core/test_capacity.py checks
 HUB_PARAMS_B against them.
 """
 

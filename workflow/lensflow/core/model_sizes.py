@@ -4,7 +4,7 @@ Hub models (and the default's GGUF files): KNOWN_MODELS holds the config.json en
 sizes (so no download is needed to plan); local models: their config.json (a materialised folder results/models/<name> works
 for any source). The model is built on torch's meta device (no memory, a second or two even for
 12B), which gives the exact parameter count and the widths of the modules a cache's patterns match.
-Used by the capacity plan (lensflow.core.capacity); tests/test_capacity.py checks the counts against the
+Used by the capacity plan (lensflow.core.capacity); tests/core/test_capacity.py checks the counts against the
 ones the workflow's memory sizing uses (lensflow.core.model_memory.HUB_PARAMS_B) and the issue's unit counts.
 """
 

@@ -4,7 +4,7 @@ A second implementation of the same four statistics per unit -- exact AP (sklear
 `average_precision_score` semantics, ties included), off_mean, on_p50, on_p90 (numpy 'linear'
 percentiles) -- for a `[sentences, units]` block that already lives on a device (the streaming
 expertise path pools responses on the GPU and computes these there, `lensflow.expertlens.expertise_stream`).
-Tested against sklearn and against the numba kernel (tests/test_expertise_torch.py).
+Tested against sklearn and against the numba kernel (tests/expertlens/test_expertise_torch.py).
 
 Method, per chunk of units (the block transposed to [units, sentences], each class sorted):
   for the i-th positive (ascending) with score s,

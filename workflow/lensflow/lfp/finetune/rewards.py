@@ -79,6 +79,15 @@ def load_vader_lexicon(path: str | Path | None = None) -> dict[str, float]:
     return lexicon
 
 
+def read_lexicon_table(path: str | Path) -> dict[str, float]:
+    """{token: value} from the prepared lexicon table (results/data/<lexicon>.parquet, columns
+    token and value): what every LFP job that scores text with the lexicon reads."""
+    from lensflow.core import io
+
+    table = io.read_table(path, required=["token", "value"])
+    return dict(zip(table["token"], table["value"].astype(float)))
+
+
 def _score(tokens: list[str], lexicon: Mapping[str, float]) -> float:
     raw = sum(lexicon.get(tok, 0.0) for tok in tokens) / SCALE
     return float(min(CLIP, max(-CLIP, raw)))

@@ -17,7 +17,7 @@ from lensflow.expertlens.expertise_stream import stream_expertise
 from lensflow.expertlens.pipeline import iter_expertise
 from tiny_models import WORDS, save_tiny, tiny_model, tiny_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GRID, TAUS = np.linspace(0.5, 1.0, 11), [0.5, 0.7]
 
 

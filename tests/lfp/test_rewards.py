@@ -94,3 +94,18 @@ def test_lexicon_word_counts(lex):
     assert counts["good"] == 3
     assert counts["bad"] == 1
     assert "movie" not in counts and "," not in counts
+
+
+def test_read_lexicon_table_gives_token_values_and_names_a_bad_file(tmp_path):
+    import pandas as pd
+
+    from lensflow.core import io
+    from lensflow.lfp.finetune.rewards import read_lexicon_table
+
+    good = tmp_path / "lex.parquet"
+    io.write_table(pd.DataFrame({"token": ["good", "bad"], "value": [1.9, -2.5]}), good, {})
+    assert read_lexicon_table(good) == {"good": 1.9, "bad": -2.5}
+    bad = tmp_path / "no_value.parquet"
+    io.write_table(pd.DataFrame({"token": ["good"]}), bad, {})
+    with pytest.raises(Exception, match="no_value.parquet"):
+        read_lexicon_table(bad)

@@ -198,7 +198,7 @@ class _Params(NS):
 
 
 def _run(script, sm):
-    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / f"{script}.py"
+    path = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / f"{script}.py"
     spec = importlib.util.spec_from_file_location(script, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

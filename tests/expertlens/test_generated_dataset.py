@@ -14,10 +14,10 @@ import pytest
 
 from lensflow.core import io
 from lensflow.expertlens import generate as G
-from test_explain import ENV, key, server  # noqa: F401 (pytest fixtures)
+from fake_llm_server import ENV, key, server  # noqa: F401 (pytest fixtures)
 from tiny_models import save_tiny
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
 
 
 def answer(request):

@@ -145,7 +145,7 @@ def test_probe_data_job_records_its_precision(tmp_path, monkeypatch):
                      saes=str(tmp_path / "saes.safetensors"), layers=str(tmp_path / "layers.json")),
             output=[str(out)], log=[str(log)], resources={}, threads=1,
             params=NS(model="tiny", batch_size=4, max_length=16, bf16_autocast="auto", seed=0))
-    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "lfp_probe_data.py"
+    path = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / "lfp_probe_data.py"
     spec = importlib.util.spec_from_file_location("lfp_probe_data_script", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-LIB = Path(__file__).resolve().parents[1] / "workflow" / "lensflow"
+LIB = Path(__file__).resolve().parents[2] / "workflow" / "lensflow"
 MAX_LINES = 300
 # package -> the lensflow packages it must not import
 FORBIDDEN = {

@@ -68,7 +68,7 @@ def test_local_model_sizes_come_from_its_config_json(tmp_path):
 
 @pytest.fixture(scope="module")
 def paper_dry_run(tmp_path_factory):
-    """paper.yaml's whole DAG planned under profiles/slurm (as tests/test_slurm.py plans it)."""
+    """paper.yaml's whole DAG planned under profiles/slurm (as tests/core/test_slurm.py plans it)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "LENSFLOW_SLURM_PARTITION": "cpu-q", "LENSFLOW_SLURM_GPU_PARTITION": "gpu-q"}
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path_factory.mktemp("paper")),

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "config" / "tiny.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 

@@ -266,7 +266,7 @@ def test_el_causal_script(tmp_path):
     out = SimpleNamespace(table=str(tmp_path / "t.parquet"), summary=str(tmp_path / "s.parquet"))
     params = SimpleNamespace(concepts=[], n_concepts=2, k=3, n_random=2, max_new_tokens=3, n_samples=2,
                              hook="input", seed=0)
-    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "el_causal.py"
+    path = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / "el_causal.py"
     spec = importlib.util.spec_from_file_location("el_causal", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

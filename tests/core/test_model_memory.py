@@ -1,5 +1,5 @@
 """lensflow.core.model_memory: the planning-time size of a registry model and the mem_mb of a job
-that loads it (the workflow's model_mem_mb; tests/test_slurm.py checks it on paper.yaml's jobs)."""
+that loads it (the workflow's model_mem_mb; tests/core/test_slurm.py checks it on paper.yaml's jobs)."""
 
 import json
 import struct

@@ -14,9 +14,9 @@ import pytest
 
 from lensflow.core import io
 from lensflow.lfp.probes.rewrites import STYLES, clean_rewrite, llm_rewrite_triples, rewrite_messages
-from test_explain import ENV, key, server  # noqa: F401 (pytest fixtures)
+from fake_llm_server import ENV, key, server  # noqa: F401 (pytest fixtures)
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
 
 
 def styled(messages):
