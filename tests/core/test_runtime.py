@@ -40,3 +40,4 @@ def test_job_logs_keep_libraries_chatter_out(tmp_path):
     logging.getLogger("fontTools.subset").warning("a real problem")
     text = path.read_text()
     assert "ours" in text and "a real problem" in text and "Glyph names" not in text
+

@@ -12,6 +12,23 @@ class NoModuleMatched(ValueError):
     """A module pattern that matches nothing in the model; the message lists what exists."""
 
 
+class UnknownModule(KeyError, ValueError):
+    """Module names the model does not have (a KeyError for lookups, a ValueError for arguments)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+def modules_by_name(model: torch.nn.Module, names, who: str = "") -> dict[str, torch.nn.Module]:
+    """{name: module} for exact module names, checked before any hook is installed: a name the
+    model lacks raises UnknownModule naming it (the first few) and the model's class."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if n not in modules]
+    if unknown:
+        raise UnknownModule(f"{who + ': ' if who else ''}no module named {unknown[:5]} in {type(model).__name__}")
+    return {n: modules[n] for n in names}
+
+
 def match_modules(model: torch.nn.Module, patterns: list[str]) -> list[str]:
     """Names of modules matching any fnmatch pattern, in the model's own (execution-like) order."""
     names = [n for n, _ in model.named_modules() if n]

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lensflow.core.hooks import modules_by_name
+
 from .measures import concept_logprob, generation_rate
 from .stats import summarise
 
@@ -86,11 +88,8 @@ def force_units(model: torch.nn.Module, units: pd.DataFrame, hook: str = "input"
     """
     if hook not in ("input", "output"):
         raise ValueError(f"hook must be 'input' or 'output', got {hook!r}")
-    modules = dict(model.named_modules())
     groups = _grouped(units)
-    unknown = [n for n in groups if n not in modules]
-    if unknown:
-        raise KeyError(f"force_units: no module named {unknown[:5]} in {type(model).__name__}")
+    modules = modules_by_name(model, list(groups), "force_units")
     handles = []
     try:
         for name, (idx, val) in groups.items():

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lensflow.core.hooks import modules_by_name
 from lensflow.core.stats import mean_ci
 
 from ..finetune.preferences import helpfulness_score, toxicity_score
@@ -76,10 +77,7 @@ def sae_patch(model: torch.nn.Module, saes: Mapping[str, SparseAutoencoder],
     unknown = sorted(set(zero) - set(saes))
     if unknown:
         raise ValueError(f"features to zero for modules without an SAE: {unknown}")
-    modules = dict(model.named_modules())
-    missing = [n for n in saes if n not in modules]
-    if missing:
-        raise ValueError(f"no module named {missing} in {type(model).__name__}")
+    modules = modules_by_name(model, list(saes), "sae_patch")
     handles = []
     try:
         for name, sae in saes.items():
