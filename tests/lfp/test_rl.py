@@ -242,9 +242,10 @@ def test_one_epoch_run_then_heldout_eval(tmp_path, monkeypatch):
     _run("lfp_rl_eval", NS(input=NS(base=str(base), tuned=str(tmp_path / "tuned"), texts=str(tmp_path / "texts.parquet"),
                                     lexicon=str(tmp_path / "lexicon.parquet")),
                            output=out, log=[str(tmp_path / "eval.log")], resources={}, threads=1,
-                           params=_Params(n_prompts=6, n_samples=1, min_new_tokens=2, max_new_tokens=3, batch_size=8,
-                                     **common)))
+                           params=_Params(n_prompts=6, n_samples=1, hyper=hyper, **common)))
     comp = io.read_table(out.completions)
+    # the training's token limits, from its own hyperparameters (one owner)
+    assert io.read_metadata(out.completions)["max_new_tokens"] == 3
     assert comp["prompt"].nunique() <= 6 and len(comp) == 12
     assert not set(comp["prompt"]) & set(trained)  # by content
     recorded = io.read_metadata(out.rewards)["prompts"]

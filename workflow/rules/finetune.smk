@@ -126,8 +126,7 @@ rule lfp_rl_eval:
         n_samples=FT["eval"]["n_samples"],
         min_chars=FT["min_chars"],
         prompt_tokens=FT["prompt_tokens"],
-        min_new_tokens=lambda wc: ft_task(wc.task)["hyper"].get("min_new_tokens", 8),
-        max_new_tokens=lambda wc: ft_task(wc.task)["hyper"].get("max_new_tokens", 19),
+        hyper=lambda wc: ft_task(wc.task)["hyper"],  # the training's own: same token limits
         seed=config["seed"],
     script:
         "../scripts/lfp_rl_eval.py"
