@@ -2,8 +2,8 @@
 statistic against direct scipy computation on small tables, the verdict at and around its threshold,
 and the untestable cases (NaN statistic, missing data).
 
-Tests marked xfail(strict=True) pin behaviour that looks wrong (see their reasons); they pass as
-"xfailed" today and turn into failures once the code is fixed, so the marker has to go with the fix.
+Two bugs these tests found are fixed: a NaN trend Spearman was "not supported" (now untestable),
+and untestable rows had no reason in `note`.
 """
 
 import itertools
@@ -37,7 +37,8 @@ def test_claim_row_default_verdict_at_and_around_zero(ci_low, verdict):
 
 def test_claim_row_explicit_verdict_wins_and_defaults_are_nan():
     row = claim_row("c", "s", verdict="untestable")
-    assert row["verdict"] == "untestable" and row["n"] == 0 and row["note"] == ""
+    assert row["verdict"] == "untestable" and row["n"] == 0 and "undefined" in row["note"]  # says why
+    assert claim_row("c", "s", verdict="untestable", note="no labels")["note"] == "no labels"
     assert all(np.isnan(row[k]) for k in ("value", "ci_low", "ci_high", "p"))
     assert claim_row("c", "s", 1.0, -1.0, 2.0, verdict="supported")["verdict"] == "supported"
 
@@ -249,8 +250,6 @@ def test_trend_claim_nan_points_dropped_and_fewer_than_three_untestable_with_rea
     assert empty["verdict"] == "untestable" and empty["n"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="trend_claim: a NaN Spearman (x constant, e.g. models of one size) "
-                                       "gets 'not supported'; an undefined statistic should be untestable")
 def test_trend_claim_undefined_statistic_is_untestable():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -318,7 +317,6 @@ def test_untestable_cases_are_untestable(case):
     assert _untestable_rows()[case]["verdict"] == "untestable"
 
 
-@pytest.mark.xfail(strict=True, reason="these untestable rows leave `note` empty: the claims table does not say why")
 @pytest.mark.parametrize("case", list(_untestable_rows()))
 def test_untestable_rows_give_a_reason(case):
     assert _untestable_rows()[case]["note"].strip()

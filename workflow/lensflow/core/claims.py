@@ -17,5 +17,7 @@ def claim_row(claim: str, statistic: str, value=np.nan, ci_low=np.nan, ci_high=n
     """One row; the verdict defaults to "CI above zero" (the claimed direction is positive)."""
     if verdict is None:
         verdict = "untestable" if np.isnan(ci_low) else ("supported" if ci_low > 0 else "not supported")
+    if verdict == "untestable" and not note:  # a claims table says why it could not test a claim
+        note = "no interval: the statistic is undefined in this run (too few or constant values)"
     return {"claim": claim, "statistic": statistic, "value": value, "ci_low": ci_low, "ci_high": ci_high,
             "p": p, "n": n, "verdict": verdict, "note": note}

@@ -69,7 +69,9 @@ def count_claim(counts: pd.DataFrame) -> dict:
     med = counts.groupby("tau")["n_experts"].median()
     tau, c = med.index.to_numpy(), med.to_numpy(dtype=float)
     if len(tau) < 3 or np.ptp(c) == 0:
-        return claim_row("expert counts fall roughly logarithmically with tau", "R^2 of log fit", verdict="untestable")
+        why = f"only {len(tau)} tau values (a fit needs 3)" if len(tau) < 3 else "the expert count is the same at every tau"
+        return claim_row("expert counts fall roughly logarithmically with tau", "R^2 of log fit", n=len(tau),
+                         verdict="untestable", note=why)
     r2 = lambda y: float(np.corrcoef(tau, y)[0, 1] ** 2)  # noqa: E731 (one use)
     r2_log, r2_lin = r2(np.log1p(c)), r2(c)
     return claim_row("expert counts fall roughly logarithmically with tau",
@@ -89,11 +91,14 @@ def trend_claim(claim: str, x: pd.Series, rho: pd.Series, what: str) -> dict:
     """A monotone trend (alignment vs training step or model size): Spearman over the points."""
     from scipy.stats import spearmanr
 
-    ok = rho.notna()
+    ok = rho.notna() & x.notna()
     if ok.sum() < 3:
         return claim_row(claim, f"Spearman(alignment, {what})", n=int(ok.sum()), verdict="untestable",
                          note="fewer than 3 points in this run")
     r, p = spearmanr(x[ok], rho[ok])
+    if np.isnan(r):  # one side constant (e.g. every model of one size): no trend can be measured
+        return claim_row(claim, f"Spearman(alignment, {what})", n=int(ok.sum()), verdict="untestable",
+                         note=f"Spearman undefined: {what} or alignment is the same at every point")
     return claim_row(claim, f"Spearman(alignment, {what})", float(r), p=float(p), n=int(ok.sum()),
                      verdict="supported" if r > 0 and p < 0.05 else "not supported", note="no CI at this n; p from scipy")
 
