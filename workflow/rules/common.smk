@@ -93,7 +93,7 @@ def gpu_resources(n=1):
 
     n: GPUs, an int or a function of the wildcards (0 where the job needs none, e.g. a remote
     endpoint). Every rule that asks for a GPU declares it this way, so no list of rule names has to
-    follow the rules (tests/core/test_slurm.py checks every job of paper.yaml's dry-run)."""
+    follow the rules (tests/core/test_slurm.py checks paper.yaml's jobs)."""
     if callable(n):
         return {
             "gpu": n,
