@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 import pandas as pd
 import torch
 
+from lensflow.core.llm.local import render_chat
 from lensflow.core.sampling import Sampling, sample_texts
 
 from .rewards import load_vader_lexicon, tokenize
@@ -89,9 +90,8 @@ def make_prompts(kind: str, texts: Iterable[str], n_prompts: int, seed: int = 0)
 def format_prompt(tokenizer, prompt: str) -> tuple[str, bool]:
     """(text to tokenize, templated?): the chat template's user turn + generation prompt when the
     tokenizer has one, else the plain prompt. Templated text already holds its special tokens."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True), True
+    if getattr(tokenizer, "chat_template", None):  # the one chat rendering of every local model
+        return render_chat(tokenizer, [{"role": "user", "content": prompt}]), True
     return prompt, False
 
 
