@@ -189,3 +189,35 @@ def test_paragraph_breaks_still_end_sentences():
     sents = set(vader_triples(corpus, words, n_triples=5, seed=0)["text"])
     sents_old = set(vader_triples(pd.DataFrame({"text_id": [0], "text": [old]}), words, 5, seed=0)["text"])
     assert sents == sents_old and not any("\n" in s for s in sents) and len(sents) == 6
+
+
+def _with_alarm(seconds, fn, *args, **kwargs):
+    """Run fn, failing (not hanging) if it loops: the rehearsal once sat in vader_triples for an hour."""
+    import signal
+
+    def _timeout(*_):
+        raise TimeoutError(f"{fn.__name__} still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(seconds)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_word_that_is_its_pools_only_member_is_not_replaced_by_itself():
+    # A small corpus lexicon (corpus_lexicon keeps the words a corpus uses) can leave one negative
+    # word; a sentence built on it has no other negative substitute. Such a sentence is skipped,
+    # the others still give triples with consecutive ids.
+    lexicon = {"good": 1.9, "great": 3.1, "bad": -2.5}
+    texts = pd.DataFrame({"text_id": [0, 1, 2],
+                          "text": ["The film was really bad in the end.", "The film was really good in the end.",
+                                   "Such a great cast in that film."]})
+    triples = _with_alarm(10, vader_triples, texts, lexicon, n_triples=5, seed=0)
+    assert sorted(triples["source_text_id"].unique()) == [1, 2]
+    assert sorted(triples["triple_id"].unique()) == [0, 1]
+    words = triples.set_index(["source_text_id", "polarity"])["word"]
+    assert words[(1, "positive")] == "great" and words[(2, "positive")] == "good"  # never the original
+    assert words[(1, "negative")] == "bad" and words[(2, "negative")] == "bad"

@@ -165,16 +165,21 @@ def vader_triples(
     neutral = _check_neutral(list(DEFAULT_NEUTRAL_WORDS if neutral_words is None else neutral_words), lexicon)
     rng = random.Random(seed)
     rows = []
-    for tid, (text_id, sent, match) in enumerate(_eligible_sentences(texts, lexicon, min_abs_value, rng)):
+    tid = 0
+    for text_id, sent, match in _eligible_sentences(texts, lexicon, min_abs_value, rng):
         original = match.group().lower()
-        for polarity, pool in zip(POLARITIES, (pos_pool, neutral, neg_pool)):
+        pools = (pos_pool, neutral, neg_pool)
+        if any(pool == [original] for pool in pools):
+            continue  # a corpus lexicon may hold one word of a polarity: nothing else to put there
+        for polarity, pool in zip(POLARITIES, pools):
             word = rng.choice(pool)
-            while word == original:  # pools hold thousands of words (neutral ones are never original)
+            while word == original:  # ends: the pool holds another word (checked above)
                 word = rng.choice(pool)
             text, start, end = _substitute(sent, match, word)
             value = 0.0 if polarity == "neutral" else float(lexicon[word])
             rows.append((tid, polarity, text, start, end, word, value, text_id, False))
-        if tid + 1 >= n_triples:
+        tid += 1
+        if tid >= n_triples:
             break
     if not rows:
         raise ValueError(
