@@ -76,7 +76,8 @@ sys.path.insert(0, str(ROOT / "workflow"))
 from lensflow.core.io import read_metadata  # noqa: E402
 from lensflow.core.machine import machine_line  # noqa: E402
 from lensflow.lfp.sae.data import cache_text_ids, split_texts  # noqa: E402
-from lensflow.lfp.sae.model import sae_metrics, train_sae  # noqa: E402
+from lensflow.lfp.sae.metrics import sae_metrics  # noqa: E402
+from lensflow.lfp.sae.model import train_sae  # noqa: E402
 
 VARIANTS = ("lensflow-untied", "lensflow-tied", "saelens-trainer", "saelens-bare")
 

@@ -147,6 +147,13 @@ def test_finetune_outputs(tiny_run):
     assert len(div) == 2 and (div["divergence"] > 0).all()  # training moved every block
     prefs = read_metadata(work / "results/data/toxic-synthetic.parquet")
     assert prefs["synthetic"] is True
+    # DPO judged on the pairs its training split off (issue 16 item 2), base vs tuned
+    run = work / "results/finetune/tiny-llama/toxic"
+    ev = pd.read_parquet(run / "eval_preferences.parquet")
+    assert len(ev) == 12 and (ev["n"] > 0).all()
+    split = json.loads((run / "model" / "lensflow_model.json").read_text())["source"]["pairs"]
+    assert read_metadata(run / "eval_preferences.parquet")["pairs"]["heldout_sha256"] == split["heldout_sha256"]
+    assert 0 < table.set_index("task").loc["toxic", "eval_n"] <= split["n_heldout"]  # too-long prompts dropped
 
 
 @pytest.mark.slow
@@ -163,6 +170,7 @@ def test_lfp_outputs(tiny_run):
     big, _ = load_saes(run / "sae/2n.safetensors")
     assert all(big[layer].d_hidden == 2 * saes[layer].d_hidden for layer in saes)
     assert all(s.tied for s in saes.values())
+    assert all(s.input_scale > 0 and s.input_scale != 1.0 for s in saes.values())  # lfp.sae.normalise_inputs
     cache = read_metadata(run / "activations.parquet")
     assert cache["model"] == "tiny-llama+vader" and cache["pooling"] == "none"  # the TUNED model's activations
     sae = pd.read_csv(work / "results/tables/lfp_sae.csv")
@@ -183,6 +191,9 @@ def test_lfp_outputs(tiny_run):
     assert set(claims["verdict"]) <= {"supported", "not supported", "untestable"} and len(claims) >= 8
     for name in ("sae_training", "l1_sweep", "overlap", "probe_pca", "probe_error"):
         assert (work / f"results/figures/lfp/{name}_tiny-llama_vader.png").stat().st_size > 1000
+    # toxic trains no L1 sweep in tiny.yaml: no placeholder figure is drawn for it
+    assert not (work / "results/figures/lfp/l1_sweep_tiny-llama_toxic.png").exists()
+    assert read_metadata(run / "sae/n_metrics.parquet")["normalise_inputs"] is True
     assert list((work / "results/lfp/explainer_cache").glob("*.json"))  # every explainer answer cached
 
 

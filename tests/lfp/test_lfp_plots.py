@@ -52,10 +52,10 @@ def metrics_frame(alphas=(1e-4, 1e-3, 1e-2)):
         variant = "n" if alpha == 1e-3 else f"l1-{alpha:g}"
         for layer in (3, 4, 6):
             rows.append(dict(variant=variant, alpha=alpha, layer=layer, heldout_mse=alpha * 10 + layer / 100,
-                             heldout_l0=1 / alpha / 100 + layer))
+                             heldout_fvu=alpha * 10 + layer / 100, heldout_l0=1 / alpha / 100 + layer))
     # other variants at other alphas must not enter the sweep
-    rows.append(dict(variant="2n", alpha=0.5, layer=3, heldout_mse=9.0, heldout_l0=999.0))
-    rows.append(dict(variant="untied", alpha=1e-3, layer=3, heldout_mse=7.0, heldout_l0=500.0))
+    rows.append(dict(variant="2n", alpha=0.5, layer=3, heldout_mse=9.0, heldout_fvu=9.0, heldout_l0=999.0))
+    rows.append(dict(variant="untied", alpha=1e-3, layer=3, heldout_mse=7.0, heldout_fvu=7.0, heldout_l0=500.0))
     return pd.DataFrame(rows)
 
 
@@ -109,7 +109,7 @@ def test_l1_sweep_plots_only_the_n_width_sweep(tmp_path, captured):
     fig = captured[0]
     assert not is_no_data(fig)
     sweep = m[m.variant.isin(["n", "l1-0.0001", "l1-0.01"])]
-    for ax, col in zip(visible_axes(fig), ["heldout_mse", "heldout_l0"]):
+    for ax, col in zip(visible_axes(fig), ["heldout_fvu", "heldout_l0"]):
         assert ax.get_xscale() == "log"
         dots = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
         assert len(dots) == 1

@@ -25,6 +25,7 @@ def metric_rows(model, task, variant, layers, width=1, tied=True, alpha=1e-3, se
     for layer in layers:
         rows.append(dict(model=model, task=task, variant=variant, layer=layer, width=width, tied=tied, alpha=alpha,
                          selection=selection, heldout_mse=RNG.uniform(0.01, 0.1), heldout_fvu=RNG.uniform(0.1, 0.5) + shift,
+                         heldout_fvu_per_dim=RNG.uniform(0.2, 0.6) + shift,
                          heldout_l0=RNG.uniform(2, 20) + 10 * shift, heldout_dead_fraction=RNG.uniform(0, 0.3)))
     return rows
 

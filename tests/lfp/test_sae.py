@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from lensflow.lfp.sae.model import SparseAutoencoder, load_sae, sae_metrics, save_sae, train_sae
+from lensflow.lfp.sae.metrics import sae_metrics
+from lensflow.lfp.sae.model import SparseAutoencoder, input_scale_of, load_sae, save_sae, train_sae
 
 
 def sparse_data(n=2048, d_in=16, n_true=24, k=2, seed=0):
@@ -127,17 +128,60 @@ def test_metrics_constant_input_has_nan_fvu():
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_save_load_round_trip(tmp_path, tied):
-    sae = SparseAutoencoder(8, 16, tied=tied, alpha=0.0015, seed=4)
+    sae = SparseAutoencoder(8, 16, tied=tied, alpha=0.0015, seed=4, input_scale=2.5)
     with torch.no_grad():
         sae.b_E.uniform_()
         sae.b_D.uniform_()
     path = tmp_path / "sae.safetensors"
     save_sae(sae, path)
     back = load_sae(path)
-    assert back.config() == {"d_in": 8, "d_hidden": 16, "tied": tied, "alpha": 0.0015}
+    assert back.config() == {"d_in": 8, "d_hidden": 16, "tied": tied, "alpha": 0.0015, "input_scale": 2.5}
     for (n1, p1), (n2, p2) in zip(sae.state_dict().items(), back.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2)
     x = torch.randn(3, 8)
     assert torch.equal(sae(x)[0], back(x)[0])
     if tied:
         assert back.W_D.data_ptr() == back.W_E.data_ptr()
+
+
+# ------------------------------------------------------------------ input scale (issue 16 item 3)
+def test_input_scale_gives_mean_norm_sqrt_d():
+    x = torch.randn(600, 8) * 37.0 + 5.0
+    s = input_scale_of([x[:256], x[256:]], 8)
+    assert float((x * s).norm(dim=-1).mean()) == pytest.approx(math.sqrt(8), rel=1e-5)
+    assert input_scale_of([torch.zeros(4, 8)], 8) == 1.0
+
+
+def test_scaled_sae_trains_like_an_unscaled_one_on_scaled_inputs_and_speaks_model_units():
+    # Training on x with the scale is training on s*x without it; reconstructions come back
+    # divided by s (model units), codes are identical, so downstream code sees no difference.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 6, generator=gen) * 300.0  # a large-norm layer
+    batches = list(x.split(32))
+    scaled, _ = train_sae(batches, 6, 12, alpha=1e-3, lr=1e-2, n_steps=40, seed=3)
+    s = scaled.input_scale
+    assert s == pytest.approx(input_scale_of(batches, 6))
+    plain, _ = train_sae([b * s for b in batches], 6, 12, alpha=1e-3, lr=1e-2, n_steps=40, seed=3, normalise=False)
+    assert plain.input_scale == 1.0
+    with torch.no_grad():
+        assert torch.allclose(scaled.encode(x), plain.encode(x * s), atol=1e-4)
+        assert torch.allclose(scaled(x)[0] * s, plain(x * s)[0], atol=1e-3)
+        assert scaled.loss(x)["mse"].item() == pytest.approx(plain.loss(x * s)["mse"].item(), rel=1e-4)
+    # FVU is a ratio: the same in either unit
+    assert sae_metrics(scaled, x)["fvu"] == pytest.approx(sae_metrics(plain, x * s)["fvu"], rel=1e-4)
+
+
+def test_per_dimension_fvu_is_not_hidden_by_one_huge_dimension():
+    # Dimension 0 (variance 1e6) is reconstructed exactly, dimensions 1-3 (variance 1) not at all:
+    # the pooled FVU is ~0, the per-dimension FVU is ~3/4.
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(512, 4, generator=gen)
+    x[:, 0] *= 1000.0
+    sae = SparseAutoencoder(4, 2, seed=0)
+    with torch.no_grad():
+        sae.W_E.zero_()
+        sae.W_E[0, 0], sae.W_E[1, 0] = 1.0, -1.0  # codes: relu(x0), relu(-x0); tied decode: x0 back
+        sae.b_D.copy_(x[:, 1:].mean(0).new_tensor([0.0, *x[:, 1:].mean(0).tolist()]))
+    m = sae_metrics(sae, x)
+    assert m["fvu"] < 1e-5
+    assert m["fvu_per_dim"] == pytest.approx(3 / 4, abs=1e-3)

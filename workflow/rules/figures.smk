@@ -247,7 +247,6 @@ if LFP:
                 f"results/lfp/{wc.model}/{wc.task}/sae/{v}_history.parquet"
                 for v in lfp_variants(wc.model, wc.task)
             ],
-            metrics=lambda wc: lfp_sae_files(wc.model, wc.task),
             overlap="results/lfp/{model}/{task}/overlap.parquet",
         output:
             training=report(
@@ -257,13 +256,6 @@ if LFP:
                 subcategory="Sparse autoencoders",
             ),
             training_pdf="results/figures/lfp/sae_training_{model}_{task}.pdf",
-            sweep=report(
-                "results/figures/lfp/l1_sweep_{model}_{task}.png",
-                caption="../report/lfp_l1_sweep.rst",
-                category="Learned Feedback Patterns",
-                subcategory="Sparse autoencoders",
-            ),
-            sweep_pdf="results/figures/lfp/l1_sweep_{model}_{task}.pdf",
             overlap=report(
                 "results/figures/lfp/overlap_{model}_{task}.png",
                 caption="../report/lfp_overlap_figure.rst",
@@ -281,6 +273,28 @@ if LFP:
             dpi=fig_dpi("lfp_sae"),
         script:
             "../scripts/fig_lfp_sae.py"
+
+    rule fig_lfp_l1_sweep:
+        input:
+            metrics=lambda wc: lfp_sae_files(wc.model, wc.task),
+        output:
+            png=report(
+                "results/figures/lfp/l1_sweep_{model}_{task}.png",
+                caption="../report/lfp_l1_sweep.rst",
+                category="Learned Feedback Patterns",
+                subcategory="Sparse autoencoders",
+            ),
+            pdf="results/figures/lfp/l1_sweep_{model}_{task}.pdf",
+        log:
+            "results/logs/figures/lfp_l1_sweep_{model}_{task}.log",
+        benchmark:
+            "results/benchmarks/figures/lfp_l1_sweep_{model}_{task}.tsv"
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            dpi=fig_dpi("lfp_sae"),
+        script:
+            "../scripts/fig_lfp_l1_sweep.py"
 
     rule fig_lfp_probe_pca:
         input:

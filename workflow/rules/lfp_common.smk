@@ -50,6 +50,11 @@ def lfp_variants(model, task):
     return out
 
 
+def lfp_has_l1_sweep(model, task):
+    """Whether this run trains the L1 sweep (Fig. 8): only then is its figure drawn."""
+    return any(v.startswith("l1-") for v in lfp_variants(model, task))
+
+
 def lfp_sae_files(model, task):
     return [
         f"results/lfp/{model}/{task}/sae/{v}_metrics.parquet"
@@ -120,7 +125,8 @@ def lfp_targets():
         + [
             f"results/figures/lfp/{name}_{m}_{t}.png"
             for m, t in LFP_RUNS
-            for name in ["sae_training", "l1_sweep", "overlap"]
+            for name in ["sae_training", "overlap"]
+            + (["l1_sweep"] if lfp_has_l1_sweep(m, t) else [])
         ]
     )
 

@@ -92,6 +92,7 @@ rule lfp_sae:
         n_examples=LFP["sae"]["n_examples"],
         repeat_tokens=LFP["sae"]["repeat_tokens"],
         shuffle_buffer=LFP["sae"]["shuffle_buffer"],
+        normalise_inputs=LFP["sae"]["normalise_inputs"],
         heldout_fraction=LFP["heldout_fraction"],
         seed=config["seed"],
     script:

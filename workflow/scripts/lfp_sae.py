@@ -2,7 +2,7 @@
 
 Snakemake rule `lfp_sae`: input.activations (per-token cache), input.layers (layers.json);
 params: model, task, variant, settings (width/tied/alpha/layers), lr, batch_size, n_examples,
-shuffle_buffer, heldout_fraction, repeat_tokens (false: fewer training tokens than n_examples is an error
+shuffle_buffer, normalise_inputs, heldout_fraction, repeat_tokens (false: fewer training tokens than n_examples is an error
 naming the keys), seed -> output.saes (safetensors, one SAE per layer), output.metrics (Parquet: one
 row per layer), output.history (Parquet: loss curve per layer).
 """
@@ -41,11 +41,12 @@ def main(sm):
     saes, metrics, history = train_variant(
         sm.input.activations, {layer: by_layer[layer] for layer in layers}, variant, train_ids, heldout_ids,
         lr=p.lr, batch_size=p.batch_size, n_examples=p.n_examples, shuffle_buffer=p.shuffle_buffer,
-        seed=p.seed, device=device)
+        normalise=p.normalise_inputs, seed=p.seed, device=device)
     meta = {"model": p.model, "task": p.task, "variant": p.variant, **p.settings, "lr": p.lr,
             "batch_size": p.batch_size, "n_examples": p.n_examples, "seed": p.seed, "device": str(device),
             "n_train_texts": len(train_ids), "n_heldout_texts": len(heldout_ids), "n_train_tokens": n_train_tokens,
-            "token_passes": round(passes, 4), "repeat_tokens": p.repeat_tokens}
+            "token_passes": round(passes, 4), "repeat_tokens": p.repeat_tokens,
+            "normalise_inputs": p.normalise_inputs}
     metrics = metrics.assign(model=p.model, task=p.task, variant=p.variant)
     io.write_table(metrics, sm.output.metrics, meta)
     io.write_table(history, sm.output.history, meta)

@@ -35,16 +35,21 @@ def plot_sae_training(history: pd.DataFrame, png, pdf, *, variants=("n", "2n"), 
 
 
 def plot_l1_sweep(metrics: pd.DataFrame, png, pdf, **style) -> None:
-    """Fig. 8: held-out reconstruction MSE and mean L0 against the L1 coefficient (AE_n width,
-    highest-divergence layers); dots per layer, line = mean over layers."""
+    """Fig. 8: held-out FVU and mean L0 against the L1 coefficient (AE_n width, highest-divergence
+    layers); dots per layer, line = mean over layers, dashed: the targets FVU 0.2 and L0 10% of
+    the dictionary. FVU, not the paper's MSE: MSE in model units is not comparable across layers."""
     m = metrics if is_empty(metrics) else metrics[metrics["variant"].eq("n") | metrics["variant"].str.startswith("l1-")]
     if is_empty(m) or m["alpha"].nunique() < 2:
         return no_data_figure(png, pdf, "fewer than two L1 coefficients trained", **style)
     with new_figure(png, pdf, ncols=2, **style_options(style, figsize=(9, 3.6))) as (fig, axes):
-        for ax, col, label in zip(axes[0], ["heldout_mse", "heldout_l0"], ["held-out MSE", "mean L0 (active features)"]):
+        targets = [0.2, 0.1 * float(m["d_hidden"].mean()) if "d_hidden" in m else None]
+        for ax, col, label, target in zip(axes[0], ["heldout_fvu", "heldout_l0"],
+                                          ["held-out FVU", "mean L0 (active features)"], targets):
             ax.scatter(m["alpha"], m[col], color=PALETTE[0], alpha=0.5, s=12, label="one layer")
             mean = m.groupby("alpha")[col].mean()
             ax.plot(mean.index, mean.values, color=PALETTE[1], marker="o", label="mean over layers")
+            if target is not None:
+                ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label="target")
             ax.set_xscale("log")
             ax.set_xlabel("L1 coefficient alpha")
             ax.set_ylabel(label)

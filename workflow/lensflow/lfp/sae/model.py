@@ -7,6 +7,14 @@
 Tied weights (the paper's default): the decoder weight IS the encoder weight transposed,
 W_D = W_E^T, a view of the single Parameter W_E, so one gradient step moves both.
 
+Input scale (not in the paper): activations are multiplied by a per-layer constant s, fixed from
+the training data before training, so that their mean L2 norm is sqrt(d_in) (per-element RMS ~1).
+Residual/MLP outputs differ in norm by orders of magnitude across layers (the paper's alpha would
+mean a different sparsity at each layer, and a 1000x-norm layer makes the MSE swing); the scale is
+stored in the SAE's config and undone on decode, so encode/decode/forward stay in model units:
+
+    codes = ReLU((s x) W_E^T + b_E);  x_hat = (codes W_D^T + b_D) / s;  loss on s x vs s x_hat
+
 Loss normalisation (eq. 2 leaves it ambiguous):
   * MSE   = mean of squared error over batch AND feature dims (torch's F.mse_loss default);
   * L1    = mean over the batch of sum_j |codes_j| (per-example L1 norm).
@@ -34,9 +42,13 @@ SAE_FORMAT = "lensflow.sae.v1"
 class SparseAutoencoder(nn.Module):
     """One-hidden-layer ReLU autoencoder with an optional tied decoder."""
 
-    def __init__(self, d_in: int, d_hidden: int, tied: bool = True, alpha: float = 1e-3, seed: int | None = None):
+    def __init__(self, d_in: int, d_hidden: int, tied: bool = True, alpha: float = 1e-3, seed: int | None = None,
+                 input_scale: float = 1.0):
         super().__init__()
         self.d_in, self.d_hidden, self.tied, self.alpha = int(d_in), int(d_hidden), bool(tied), float(alpha)
+        if not (math.isfinite(input_scale) and input_scale > 0):
+            raise ValueError(f"input_scale must be a positive finite number, got {input_scale}")
+        self.input_scale = float(input_scale)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         # Encoder rows are the dictionary directions read from the input.
         self.W_E = nn.Parameter(torch.empty(self.d_hidden, self.d_in))  # [d_hidden, d_in]
@@ -54,10 +66,15 @@ class SparseAutoencoder(nn.Module):
         return self.W_E.t() if self.tied else self.W_D_untied
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(F.linear(x, self.W_E, self.b_E))  # [batch, d_hidden]
+        """Codes of x in model units [..., d_in] -> [..., d_hidden]."""
+        return F.relu(F.linear(x * self.input_scale, self.W_E, self.b_E))
+
+    def _decode_scaled(self, codes: torch.Tensor) -> torch.Tensor:
+        return F.linear(codes, self.W_D, self.b_D)  # [..., d_in], scaled units
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return F.linear(codes, self.W_D, self.b_D)  # [batch, d_in]
+        """Reconstruction in model units (the input scale undone) [..., d_hidden] -> [..., d_in]."""
+        return self._decode_scaled(codes) / self.input_scale
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes = self.encode(x)  # [batch, d_hidden]
@@ -69,20 +86,35 @@ class SparseAutoencoder(nn.Module):
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training objective and its parts for one batch x [batch, d_in]."""
-        x_hat, codes = self(x)
-        mse = F.mse_loss(x_hat, x)  # mean over batch and d_in
+        codes = self.encode(x)  # [batch, d_hidden]
+        mse = F.mse_loss(self._decode_scaled(codes), x * self.input_scale)  # scaled units; mean over batch, d_in
         l1 = codes.abs().sum(dim=-1).mean()  # per-example L1 norm, averaged over the batch
         return {"loss": mse + self.alpha * l1, "mse": mse, "l1": l1}
 
     def config(self) -> dict:
-        return {"d_in": self.d_in, "d_hidden": self.d_hidden, "tied": self.tied, "alpha": self.alpha}
+        return {"d_in": self.d_in, "d_hidden": self.d_hidden, "tied": self.tied, "alpha": self.alpha,
+                "input_scale": self.input_scale}
 
 
-def _as_batch(batch, d_in: int, device) -> torch.Tensor:
+def as_batch(batch, d_in: int, device) -> torch.Tensor:
     x = torch.as_tensor(batch).to(device=device, dtype=torch.float32)
     if x.ndim != 2 or x.shape[1] != d_in:
         raise ValueError(f"expected a batch of shape [batch, {d_in}], got {tuple(x.shape)}")
     return x
+
+
+def input_scale_of(batches: Iterable, d_in: int, max_examples: int = 16384) -> float:
+    """sqrt(d_in) / mean L2 norm of the first `max_examples` examples of `batches` (1.0 if all zero)."""
+    total, n = 0.0, 0
+    for batch in batches:
+        x = as_batch(batch, d_in, "cpu")  # [batch, d_in]
+        total += float(x.double().norm(dim=-1).sum())
+        n += x.shape[0]
+        if n >= max_examples:
+            break
+    if n == 0:
+        raise ValueError("`batches` yielded nothing to set the input scale from")
+    return math.sqrt(d_in) / (total / n) if total > 0 else 1.0
 
 
 def train_sae(
@@ -97,6 +129,7 @@ def train_sae(
     device: str | torch.device = "cpu",
     seed: int = 0,
     log_every: int = 100,
+    normalise: bool = True,
 ) -> tuple[SparseAutoencoder, pd.DataFrame]:
     """Train an SAE with Adam on a stream of activation batches ([batch, d_in] float32).
 
@@ -105,13 +138,15 @@ def train_sae(
     so pass a list or a re-iterable object (e.g. a Parquet reader class), not a generator.
     Each history row averages the steps since the previous row (step = last step of the
     window, examples = cumulative examples seen). Raises FloatingPointError on a non-finite loss.
+    normalise: set the SAE's input_scale from the first batches (module docstring); else 1.
     """
     if log_every < 1 or (n_steps is not None and n_steps < 1) or epochs < 1:
         raise ValueError(
             f"need log_every >= 1, n_steps >= 1 (or None), epochs >= 1; got {log_every}, {n_steps}, {epochs}"
         )
     torch.manual_seed(seed)  # any randomness downstream (none today) stays reproducible
-    sae = SparseAutoencoder(d_in, d_hidden, tied=tied, alpha=alpha, seed=seed).to(device)
+    scale = input_scale_of(batches, d_in) if normalise else 1.0
+    sae = SparseAutoencoder(d_in, d_hidden, tied=tied, alpha=alpha, seed=seed, input_scale=scale).to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
 
     history, window = [], {"loss": 0.0, "mse": 0.0, "l1": 0.0, "n": 0}
@@ -125,7 +160,7 @@ def train_sae(
     while (n_steps is not None and step < n_steps) or (n_steps is None and epoch < epochs):
         seen_this_epoch = 0
         for batch in batches:
-            x = _as_batch(batch, d_in, device)  # [batch, d_in]
+            x = as_batch(batch, d_in, device)  # [batch, d_in]
             parts = sae.loss(x)
             loss = parts["loss"]
             if not torch.isfinite(loss):
@@ -149,47 +184,6 @@ def train_sae(
     if window["n"]:
         log_row()
     return sae, pd.DataFrame(history, columns=["step", "examples", "loss", "mse", "l1"])
-
-
-@torch.no_grad()
-def sae_metrics(sae: SparseAutoencoder, x, batch_size: int = 4096) -> dict[str, float]:
-    """Reconstruction and sparsity of `sae` on activations x.
-
-    x: a tensor [n, d_in] (split into `batch_size` chunks) or an iterable of such batches.
-    Returns mse (mean over elements, as in the loss), fvu (sum of squared errors / sum of
-    squared deviations of x from its per-dimension mean), l0 (mean number of active codes
-    per example, the paper's "true sparsity"), l1 (mean per-example L1), dead_fraction
-    (features never active on x) and n (examples).
-    """
-    device = next(sae.parameters()).device
-    chunks = x.split(batch_size) if isinstance(x, torch.Tensor) else x
-    sse = l0 = l1 = 0.0
-    n = 0
-    sum_x = sumsq_x = None  # [d_in], float64 so the streaming variance does not cancel
-    ever_active = torch.zeros(sae.d_hidden, dtype=torch.bool, device=device)  # [d_hidden]
-    for chunk in chunks:
-        xb = _as_batch(chunk, sae.d_in, device)  # [batch, d_in]
-        x_hat, codes = sae(xb)
-        active = codes > 0  # [batch, d_hidden]
-        sse += float(((x_hat - xb) ** 2).sum(dtype=torch.float64))
-        l0 += float(active.sum())
-        l1 += float(codes.abs().sum(dtype=torch.float64))
-        ever_active |= active.any(dim=0)
-        x64 = xb.double()
-        sum_x = x64.sum(0) if sum_x is None else sum_x + x64.sum(0)
-        sumsq_x = (x64**2).sum(0) if sumsq_x is None else sumsq_x + (x64**2).sum(0)
-        n += xb.shape[0]
-    if n == 0:
-        raise ValueError("sae_metrics got no examples")
-    sst = float((sumsq_x - sum_x**2 / n).sum())
-    return {
-        "mse": sse / (n * sae.d_in),
-        "fvu": sse / sst if sst > 0 else math.nan,
-        "l0": l0 / n,
-        "l1": l1 / n,
-        "dead_fraction": float((~ever_active).float().mean()),
-        "n": n,
-    }
 
 
 def save_sae(sae: SparseAutoencoder, path: str | Path) -> None:

@@ -15,7 +15,7 @@ from scipy import stats
 from .overlap import feature_overlap
 
 KEYS = ["model", "task", "variant"]
-MEASURES = ["heldout_mse", "heldout_fvu", "heldout_l0", "heldout_dead_fraction"]
+MEASURES = ["heldout_mse", "heldout_fvu", "heldout_fvu_per_dim", "heldout_l0", "heldout_dead_fraction"]
 
 
 def _diff_ci(a: np.ndarray, b: np.ndarray, paired: bool) -> tuple[float, float, float, float]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .data import TokenBatches
-from .model import sae_metrics, train_sae
+from .metrics import sae_metrics
+from .model import train_sae
 
 log = logging.getLogger("lensflow")
 
@@ -32,7 +33,8 @@ class Variant:
 
 
 def train_variant(cache_path, modules: dict[int, str], variant: Variant, train_ids, heldout_ids, *, lr: float,
-                  batch_size: int, n_examples: int, shuffle_buffer: int, seed: int, device="cpu"):
+                  batch_size: int, n_examples: int, shuffle_buffer: int, seed: int, normalise: bool = True,
+                  device="cpu"):
     """({layer: SAE}, metrics DataFrame, history DataFrame) for `modules` = {layer: module column}."""
     saes, metrics, history = {}, [], []
     n_steps = math.ceil(n_examples / batch_size)
@@ -47,15 +49,17 @@ def train_variant(cache_path, modules: dict[int, str], variant: Variant, train_i
         d_in = train.d
         sae, hist = train_sae(train, d_in, variant.width * d_in, tied=variant.tied, alpha=variant.alpha, lr=lr,
                               n_steps=n_steps, device=device, seed=init_seed,
-                              log_every=max(1, n_steps // 50))
+                              log_every=max(1, n_steps // 50), normalise=normalise)
         seconds = time.perf_counter() - start
         heldout = TokenBatches(cache_path, module, heldout_ids, batch_size=4096, shuffle=False)
         m = sae_metrics(sae, heldout)
-        log.info("layer %d (%s): %d steps in %.1fs; held-out fvu %.3f, L0 %.1f, dead %.2f", layer, module, n_steps,
-                 seconds, m["fvu"], m["l0"], m["dead_fraction"])
+        log.info("layer %d (%s): %d steps in %.1fs; held-out fvu %.3f (per dim %.3f), L0 %.1f, dead %.2f; "
+                 "input scale %.4g", layer, module, n_steps, seconds, m["fvu"], m["fvu_per_dim"], m["l0"],
+                 m["dead_fraction"], sae.input_scale)
         metrics.append({"layer": layer, "module": module, "d_in": d_in, "d_hidden": sae.d_hidden,
                         "width": variant.width, "tied": variant.tied, "alpha": variant.alpha,
                         "selection": variant.layers, "n_steps": n_steps, "n_examples": n_steps * batch_size,
+                        "input_scale": sae.input_scale,
                         **{f"heldout_{k}": v for k, v in m.items()}})
         # Training time goes to the log (and Snakemake's benchmark file), not the table: the
         # table must be identical run to run (tests/e2e/test_determinism.py).
