@@ -93,9 +93,40 @@ rule lfp_dpo:
         model=lambda wc: wc.model,
         task=lambda wc: wc.task,
         hyper=lambda wc: ft_task(wc.task)["hyper"],
+        n_heldout=FT["dpo_eval"]["n_prompts"],  # split off before training: lfp_dpo_eval's pairs
         seed=config["seed"],
     script:
         "../scripts/lfp_dpo.py"
+
+
+rule lfp_dpo_eval:
+    input:
+        base=lambda wc: model_dir(wc.model),
+        tuned="results/finetune/{model}/{task}/model",
+        pairs=lambda wc: ft_preferences(wc.task),
+    output:
+        pairs="results/finetune/{model}/{task}/eval_pairs.parquet",
+        summary="results/finetune/{model}/{task}/eval_preferences.parquet",
+    log:
+        "results/logs/finetune/{model}/{task}/eval.log",
+    benchmark:
+        "results/benchmarks/finetune/{model}/{task}/eval.tsv"
+    wildcard_constraints:
+        task=registry_choice(ft_tasks(["dpo"])) or "^$",
+    conda:
+        "../../envs/torch.yaml"
+    threads: job_resources("gpu_job")["threads"]
+    resources:
+        **gpu_resources(1),
+        mem_mb=model_mem_mb("gpu_job"),
+        runtime=job_resources("gpu_job")["runtime"],
+    params:
+        hyper=lambda wc: ft_task(wc.task)["hyper"],  # the training's own: same shaping of the pairs
+        batch_size=FT["dpo_eval"]["batch_size"],
+        n_boot=FT["dpo_eval"]["n_boot"],
+        seed=config["seed"],
+    script:
+        "../scripts/lfp_dpo_eval.py"
 
 
 rule lfp_rl_eval:
@@ -165,6 +196,11 @@ rule lfp_finetune_table:
             f"results/finetune/{m}/{t}/eval_rewards.parquet"
             for m, t in FT_RUNS
             if ft_task(t)["method"] != "dpo"
+        ],
+        preferences=[
+            f"results/finetune/{m}/{t}/eval_preferences.parquet"
+            for m, t in FT_RUNS
+            if ft_task(t)["method"] == "dpo"
         ],
     output:
         csv=report(

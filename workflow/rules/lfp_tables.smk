@@ -12,6 +12,11 @@ rule lfp_tables:
         controls=[
             f"results/lfp/{m}/{t}/base_control.parquet" for m, t in LFP_CONTROL_RUNS
         ],
+        dpo_evals=[
+            f"results/finetune/{m}/{t}/eval_preferences.parquet"
+            for m, t in LFP_RUNS
+            if ft_task(t)["method"] == "dpo"
+        ],
     output:
         **{
             f"{name}_{ext}": (
@@ -35,6 +40,7 @@ rule lfp_tables:
         "../../envs/analysis.yaml"
     params:
         runs=LFP_RUNS,
+        dpo_runs=[(m, t) for m, t in LFP_RUNS if ft_task(t)["method"] == "dpo"],
         n_boot=1000,
         seed=config["seed"],
     script:

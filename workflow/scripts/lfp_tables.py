@@ -3,7 +3,8 @@ feature explanations (Tables 1/8), activity (Table 7), ablation (Table 6) and th
 
 Snakemake rule `lfp_tables`: input.measures, input.words, input.explanations, input.activity,
 input.ablation (one per run, in params.runs order), input.overlap (CSV), input.controls (base-model
-controls, lensflow.lfp.probes.base_control); params: runs, n_boot, seed
+controls, lensflow.lfp.probes.base_control), input.dpo_evals (lfp_dpo_eval summaries of params.dpo_runs, in
+that order: the DPO training check); params: runs, dpo_runs, n_boot, seed
 -> output.<name>_csv / <name>_md for each table.
 """
 
@@ -12,7 +13,14 @@ import pandas as pd
 from lensflow.core import io
 from lensflow.core.runtime import setup_logging
 from lensflow.core.tables import write_csv_md
-from lensflow.lfp.claims import ablation_claims, activity_claims, control_claims, overlap_claims, probe_claims
+from lensflow.lfp.claims import (
+    ablation_claims,
+    activity_claims,
+    control_claims,
+    dpo_eval_claims,
+    overlap_claims,
+    probe_claims,
+)
 from lensflow.lfp.validation.ablation import ablation_table
 
 TITLES = {"probes": "LFP probes (Tables 3, 4, 5, 10; base-model control)", "words": "Predicted vs lexicon value, sampled words (Tables 2/9)",
@@ -46,8 +54,10 @@ def main(sm):
                                **r, n_zeroed=n_zeroed(f)) for r, f in zip(runs, sm.input.ablation)], ignore_index=True),
     }
     overlap = pd.read_csv(sm.input.overlap)
+    dpo = [io.read_table(f).assign(model=m, task=t) for (m, t), f in zip(p.dpo_runs, sm.input.dpo_evals)]
     claims = (probe_claims(measures) + overlap_claims(overlap) + activity_claims(tables["activity"])
-              + ablation_claims(tables["ablation"]) + control_claims(controls))
+              + ablation_claims(tables["ablation"]) + control_claims(controls)
+              + dpo_eval_claims(pd.concat(dpo, ignore_index=True) if dpo else pd.DataFrame(columns=["model", "task"])))
     tables["claims"] = pd.DataFrame(claims)
     for name, df in tables.items():
         write_csv_md(df, sm.output[f"{name}_csv"], sm.output[f"{name}_md"], TITLES[name])

@@ -14,14 +14,8 @@ from pathlib import Path
 
 def el_problems(cfg: dict):
     """Messages for ExpertLens data-set settings that are valid one by one but not together:
-    what writes a generated data set (a registry model, or an OpenAI-compatible endpoint), and
-    what expertlens.categories names (a data set of kind categories, or a .csv/.parquet file)."""
+    what writes a generated data set (a registry model, or an OpenAI-compatible endpoint)."""
     el = cfg.get("expertlens")
-    cats = (el or {}).get("categories")
-    if cats in cfg["data"] and cfg["data"][cats]["kind"] != "categories":
-        yield f"key 'expertlens.categories': data set '{cats}' is of kind {cfg['data'][cats]['kind']}, not categories"
-    elif cats and cats not in cfg["data"] and not cats.endswith((".csv", ".parquet")):
-        yield f"key 'expertlens.categories': '{cats}' is neither a data set of kind categories nor a .csv/.parquet file"
     for name, ds in (el or {}).get("datasets", {}).items():
         key = f"expertlens.datasets.{name}"
         if ds["source"] != "generated":
@@ -208,11 +202,41 @@ def rl_prompt_shortfall(task: str, have: str, n_heldout: int, n_train: int | Non
             f"finetune.tasks.{task}.n_prompts) or finetune.min_chars, or use more data")
 
 
+def dpo_pair_shortfall(task: str, have: str, n_heldout: int, batch_size: int) -> str:
+    """The one message for "the preference table cannot supply held-out and training pairs", from the
+    config check (table sizes) or the first job that reads the table (lensflow.lfp.finetune.dpo_eval)."""
+    return (f"finetune.tasks.{task}: DPO holds out the pairs of {n_heldout} prompts (finetune.dpo_eval.n_prompts) "
+            f"and trains on at least one batch of {batch_size} pairs of other prompts, but {have}; lower "
+            f"finetune.dpo_eval.n_prompts or finetune.tasks.{task}.hyper.batch_size, or use more pairs "
+            f"(synthetic_preferences n_prompts, data max_rows)")
+
+
+def _dpo_problems(cfg: dict, ft: dict):
+    """DPO tasks whose held-out prompts plus one training batch exceed what the preference table can
+    hold: a synthetic table's n_prompts (one pair at most per prompt) or a data set's max_rows."""
+    defaults = dpo_hyper_defaults()
+    for name, t in ft["tasks"].items():
+        if t["method"] != "dpo":
+            continue
+        synthetic, data = ft["synthetic_preferences"].get(t["preferences"]), cfg["data"].get(t["preferences"], {})
+        bound = synthetic["n_prompts"] if synthetic else data.get("max_rows")
+        batch = {**defaults, **t["hyper"]}["batch_size"]
+        if bound and ft["dpo_eval"]["n_prompts"] + batch > bound:
+            what = "n_prompts" if synthetic else "max_rows"
+            where = f"finetune.synthetic_preferences.{t['preferences']}" if synthetic else f"data.{t['preferences']}"
+            yield "key 'finetune.dpo_eval.n_prompts': " + dpo_pair_shortfall(
+                name, f"{where}.{what} keeps at most {bound}", ft["dpo_eval"]["n_prompts"], batch)
+
+
 def finetune_problems(cfg: dict):
     """Messages for fine-tuning settings that are valid one by one but not together: RL tasks whose
-    held-out evaluation prompts plus training prompts exceed the review set's max_rows. Without
-    max_rows the size is known only once the data is read; lensflow.lfp.finetune.prompts.split_prompts checks it then."""
+    held-out evaluation prompts plus training prompts exceed the review set's max_rows, DPO tasks
+    whose held-out prompts plus a batch exceed their preference table. Without max_rows the size is
+    known only once the data is read; lensflow.lfp.finetune.prompts.split_prompts (RL) and
+    dpo_eval.split_pairs (DPO) check it then."""
     ft = cfg.get("finetune")
+    if ft:
+        yield from _dpo_problems(cfg, ft)
     spec = cfg["data"].get(ft["reviews"]) if ft else None
     if not spec or not spec.get("max_rows"):
         return

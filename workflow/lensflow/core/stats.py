@@ -149,3 +149,20 @@ def bootstrap_mean_diff(a, b, n_boot=1000, ci=0.95, seed=0):
             warnings.simplefilter("ignore", RuntimeWarning)
             p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return MeanDiff(diff, lo, hi, p, a.size, b.size, n_boot, seed)
+
+
+def bootstrap_mean(values, n_boot=1000, ci=0.95, seed=0):
+    """Mean with a percentile bootstrap CI over resampled items (seed scheme: module docstring).
+
+    For a share (0/1 values) or a paired difference (per-item a - b) where a t interval is a poor
+    fit. Vectors of the same length get the same resample indices from the same seed, so their
+    intervals are paired. n = 0 -> all NaN; n = 1 -> NaN interval. NaN in values raises ValueError.
+    """
+    v = _as_1d(values, "values")
+    n = v.size
+    if n < 2:
+        return MeanCI(float(v.mean()) if n else np.nan, np.nan, np.nan, n)
+    rng = np.random.default_rng(seed)
+    boot = v[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)  # [n_boot] resampled means
+    lo, hi = percentile_ci(boot, ci)
+    return MeanCI(float(v.mean()), lo, hi, n)

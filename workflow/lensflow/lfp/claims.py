@@ -129,6 +129,31 @@ def control_claims(controls: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def dpo_eval_claims(summaries: pd.DataFrame) -> list[dict]:
+    """Not a claim of the paper but the premise of its DPO tasks: training worked, judged on preference
+    pairs held out of it (lensflow.lfp.finetune.dpo_eval; summaries: its tables with model and task).
+    Three checks per run, each decided by its bootstrap CI: the tuned policy's implicit reward margin
+    is above 0, its implicit-reward accuracy above chance (0.5), and it prefers the chosen answer by
+    log-likelihood more often than the base policy does (tuned - base above 0)."""
+    rows = []
+    check = "DPO training check on held-out pairs (not in the paper): "
+    for (model, task), g in summaries.groupby(["model", "task"], sort=False):
+        s, run = g.set_index(["measure", "policy"]), f"{model} / {task}"
+        m, a = s.loc[("implicit_margin", "tuned")], s.loc[("implicit_accuracy", "tuned")]
+        d, b = s.loc[("loglik_accuracy", "tuned - base")], s.loc[("loglik_accuracy", "base")]
+        rows.append(claim_row(check + "the tuned policy's implicit reward margin is above 0",
+                              f"mean implicit reward margin, held-out pairs, {run}", m.value, m.ci_low, m.ci_high,
+                              n=m.n, verdict=_ci_verdict(m.ci_low, m.ci_high, 0.0), note="base policy: 0 by definition"))
+        rows.append(claim_row(check + "the implicit reward ranks chosen over rejected more often than chance",
+                              f"implicit reward accuracy (margin > 0), held-out pairs, {run}", a.value, a.ci_low,
+                              a.ci_high, n=a.n, verdict=_ci_verdict(a.ci_low, a.ci_high, 0.5)))
+        rows.append(claim_row(check + "the tuned policy prefers the chosen answer more often than the base",
+                              f"log-likelihood preference accuracy, tuned - base, held-out pairs, {run}", d.value,
+                              d.ci_low, d.ci_high, n=d.n, verdict=_ci_verdict(d.ci_low, d.ci_high, 0.0),
+                              note=f"base policy: {b.value:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}]"))
+    return rows
+
+
 def early_late(values: pd.Series, frac: float = 0.25, seed: int = 0) -> dict:
     """Mean of the last `frac` of steps minus the first `frac`, with a bootstrap CI and Welch p."""
     from lensflow.core.stats import bootstrap_mean_diff

@@ -78,36 +78,44 @@ def fit_prompt(tokenizer, msgs: list[dict], max_tokens: int) -> list[dict] | Non
     return None
 
 
+def chat_format(tokenizer) -> bool:
+    """Whether DPO data for this tokenizer is conversational: it has a chat template."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def _hh_transcript(msgs: list[dict]) -> str:
     """Turns written back as an HH-RLHF prompt, ending where the assistant's answer goes."""
     speaker = {"user": "Human", "assistant": "Assistant"}
     return "".join(f"\n\n{speaker[m['role']]}: {m['content']}" for m in msgs) + "\n\nAssistant:"
 
 
-def _dataset(pairs: pd.DataFrame, tokenizer, is_chat: bool, max_prompt_length: int):
+def _dataset(pairs: pd.DataFrame, tokenizer, is_chat: bool, max_prompt_length: int, pair_ids: bool = False):
     """(datasets.Dataset in TRL's conversational (chat) or standard (plain text) preference
-    format, counts {n_pairs_dropped, n_prompts_shortened}); see the module docstring."""
+    format, counts {n_pairs_dropped, n_prompts_shortened}); see the module docstring.
+    pair_ids: add a column pair_id (the pair's row position in `pairs`) to follow kept pairs."""
     import datasets
 
     rows, dropped, shortened = [], 0, 0
-    for p, c, r in zip(pairs["prompt"].astype(str), pairs["chosen"].astype(str), pairs["rejected"].astype(str)):
+    cols = (pairs[c].astype(str) for c in ("prompt", "chosen", "rejected"))
+    for i, (p, c, r) in enumerate(zip(*cols)):
         msgs = to_messages(p)
         kept = fit_prompt(tokenizer, msgs, max_prompt_length)
         if kept is None:
             dropped += 1
             continue
         shortened += len(kept) < len(msgs)
-        rows.append((kept if is_chat else (p if len(kept) == len(msgs) else _hh_transcript(kept)), c, r))
+        rows.append((kept if is_chat else (p if len(kept) == len(msgs) else _hh_transcript(kept)), c, r, i))
     if not rows:
         raise ValueError(f"DPO: every one of {len(pairs)} prompts has a last user turn longer than "
                          f"max_prompt_length={max_prompt_length} tokens")
-    prompts, chosen, rejected = (list(col) for col in zip(*rows))
+    prompts, chosen, rejected, ids = (list(col) for col in zip(*rows))
     counts = {"n_pairs_dropped": dropped, "n_prompts_shortened": shortened}
+    extra = {"pair_id": ids} if pair_ids else {}
     if is_chat:
         return datasets.Dataset.from_dict({
             "prompt": prompts,
             "chosen": [[{"role": "assistant", "content": a.strip()}] for a in chosen],
-            "rejected": [[{"role": "assistant", "content": a.strip()}] for a in rejected],
+            "rejected": [[{"role": "assistant", "content": a.strip()}] for a in rejected], **extra,
         }), counts
 
     # Plain text is concatenated as prompt + answer: make sure a word boundary separates them.
@@ -115,7 +123,7 @@ def _dataset(pairs: pd.DataFrame, tokenizer, is_chat: bool, max_prompt_length: i
         return a if (not p or p[-1].isspace() or a[:1].isspace()) else " " + a
 
     return datasets.Dataset.from_dict({"prompt": prompts, "chosen": [join(p, a) for p, a in zip(prompts, chosen)],
-                                       "rejected": [join(p, a) for p, a in zip(prompts, rejected)]}), counts
+                                       "rejected": [join(p, a) for p, a in zip(prompts, rejected)], **extra}), counts
 
 
 def _step_logger(path: Path):
@@ -145,10 +153,11 @@ def _step_logger(path: Path):
 
 def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="cpu",
               log_path_tsv=None, is_chat: bool | None = None, name: str | None = None,
-              task: str | None = None) -> dict:
+              task: str | None = None, extra_source: dict | None = None) -> dict:
     """DPO-tune the model in `model_dir` on `pairs` (prompt, chosen, rejected); save it to `out_dir`.
 
-    is_chat None: chat format iff the tokenizer has a chat template. Writes the per-step TSV
+    is_chat None: chat format iff the tokenizer has a chat template (chat_format). extra_source: more
+    keys for the manifest's `source` (the held-out split's record, dpo_eval). Writes the per-step TSV
     (LOG_COLUMNS) to `log_path_tsv` and the tuned model + tokenizer + lensflow_model.json to
     `out_dir`, both only when training finished. Returns the run's metadata.
     """
@@ -164,7 +173,7 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
     model, tok, base_manifest = models.load(model_dir, device="cpu", dtype="float32")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    is_chat = bool(getattr(tok, "chat_template", None)) if is_chat is None else is_chat
+    is_chat = chat_format(tok) if is_chat is None else is_chat
     bf16 = hyper.bf16 if hyper.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
     ref = copy.deepcopy(model).eval().requires_grad_(False)  # frozen copy of the base = the DPO reference
     model.train()
@@ -203,7 +212,7 @@ def train_dpo(model_dir, out_dir, pairs: pd.DataFrame, hyper: DPOHyper, device="
             "name": name or out_dir.name,
             "source": {"source": "finetune", "base": base_manifest.get("name", str(model_dir)),
                        "base_dir": str(model_dir), "method": "dpo", "task": task, "hyper": hyper_d,
-                       "dtype": "float32"},
+                       "dtype": "float32", "is_chat": is_chat, **(extra_source or {})},
             **models.describe(tuned),
         }
         (build / models.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))

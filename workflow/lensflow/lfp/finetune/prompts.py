@@ -18,13 +18,13 @@ training its prompts from what is left (rl trains on them, rl_eval evaluates on 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from lensflow.core.config_checks import rl_prompt_shortfall
+from lensflow.core.splits import content_sha256
 
 
 def review_prompts(texts: Sequence[str], tokenizer, n_prompts: int | None, min_chars: int = 200,
@@ -104,7 +104,7 @@ def split_prompts(texts, tokenizer, n_heldout: int, n_train: int | None, *, min_
                     f"the same text as a held-out prompt; the table has {n_long} distinct reviews that long)")
     sizes = {"n_texts": len(texts), "n_unique_long": n_long, "n_heldout": n_heldout, "n_train": len(train),
              "n_train_dropped_as_heldout": dropped, "n_unused": n_long - end,
-             "heldout_sha256": hashlib.sha256("\0".join(heldout).encode()).hexdigest()}
+             "heldout_sha256": content_sha256(heldout)}
     return PromptSplit(heldout, train, sizes)
 
 

@@ -17,6 +17,7 @@ import torch
 from scipy import stats as sps
 
 from lensflow.core.sampling import Sampling, sample_texts
+from lensflow.core.splits import recorded_differences
 from lensflow.core.stats import bootstrap_mean_diff, mean_ci
 
 from .prompts import split_prompts
@@ -108,7 +109,7 @@ def heldout_prompts(texts: Sequence[str], tokenizer, tuned_manifest: dict, n_pro
         raise ValueError(f"tuned model {name!r} records no held-out prompt split (source.prompts in its "
                          f"lensflow_model.json); rerun lfp_rl for it")
     asked = {"seed": seed, "min_chars": min_chars, "prompt_tokens": list(prompt_tokens)}
-    changed = {k: (rec.get(k), v) for k, v in asked.items() if rec.get(k) != v}
+    changed = recorded_differences(rec, asked, asked)
     if changed:
         raise ValueError(f"tuned model {name!r} was trained with other prompt settings (trained, now): {changed}; "
                          f"rerun lfp_rl")
@@ -117,7 +118,7 @@ def heldout_prompts(texts: Sequence[str], tokenizer, tuned_manifest: dict, n_pro
                          f"{rec['n_heldout']} prompts; rerun lfp_rl")
     split = split_prompts(texts, tokenizer, rec["n_heldout"], rec["n_train"], min_train=rec["n_train"],
                           min_chars=min_chars, prompt_tokens=prompt_tokens, seed=seed, task=task)
-    differs = {k: (rec[k], split.sizes[k]) for k in ("heldout_sha256", "n_train") if rec[k] != split.sizes[k]}
+    differs = recorded_differences(rec, split.sizes, ("heldout_sha256", "n_train"))
     if differs:
         raise ValueError(f"the review table gives another prompt split than training of {name!r} saw "
                          f"(recorded, now): {differs}; rerun lfp_rl")
