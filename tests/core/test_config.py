@@ -92,6 +92,12 @@ BAD = {
     "hh triples from a text corpus": (_set(["lfp", "triples", "data"], {"hh": "headlines"}), "lfp.triples.data.hh"),
     "triples from an unknown data set": (_set(["lfp", "triples", "data"], {"toxic": "hh-rlhf-test"}),
                                          "lfp.triples.data.toxic"),
+    "categories of another kind": (_set(["expertlens", "categories"], "reviews"), "expertlens.categories"),
+    "categories neither data set nor file": (_set(["expertlens", "categories"], "wordnet"), "expertlens.categories"),
+    "categories data without pos": (_drop(["data", "wordnet-lexnames", "pos"]), "data.wordnet-lexnames.pos"),
+    "bad part of speech": (_set(["data", "wordnet-lexnames", "pos"], ["noun", "satellite"]),
+                           "data.wordnet-lexnames.pos.1"),
+    "too few permutations": (_set(["expertlens", "n_perm"], 10), "expertlens.n_perm"),
     # 24 held-out + 16 steps x 8 prompts cannot come from at most 100 reviews
     "rl prompts beyond the reviews' max_rows": (_set(["data", "reviews", "max_rows"], 100), "finetune.eval.n_prompts"),
     # 24 held-out prompts + one batch of 4 training pairs cannot come from at most 20 synthetic prompts

@@ -17,6 +17,7 @@ from sklearn.metrics import adjusted_rand_score
 from lensflow.expertlens.alignment import (
     alignment_rows,
     category_agreement,
+    domain_agreement,
     dynamics_table,
     permutation_ari,
     scaling_table,
@@ -248,6 +249,74 @@ def test_permutation_ari_matches_a_direct_count():
     assert p < 0.05
     noise = np.random.default_rng(0).integers(0, 3, 12)
     assert permutation_ari(names, noise, cats, n_perm=200, seed=5) > 0.05
+
+
+def ari_by_hand(truth, clusters) -> float:
+    """Hubert & Arabie's adjusted Rand index from the contingency table, written out."""
+    def pairs(x):
+        return x * (x - 1) / 2
+    t_codes, c_codes = np.unique(truth, return_inverse=True)[1], np.unique(clusters, return_inverse=True)[1]
+    table = np.zeros((t_codes.max() + 1, c_codes.max() + 1))
+    np.add.at(table, (t_codes, c_codes), 1)
+    index, rows, cols = pairs(table).sum(), pairs(table.sum(1)).sum(), pairs(table.sum(0)).sum()
+    expected = rows * cols / pairs(len(truth))
+    return (index - expected) / ((rows + cols) / 2 - expected)
+
+
+def test_category_agreement_is_the_adjusted_rand_index_by_hand_and_by_sklearn():
+    rng = np.random.default_rng(3)
+    names = [f"w{i:02d}" for i in range(30)]
+    truth = rng.choice(["animal", "artifact", "person", "food"], size=30)
+    clusters = np.where(rng.random(30) < 0.6, np.unique(truth, return_inverse=True)[1], rng.integers(0, 5, 30)) + 1
+    cats = {n: t for n, t in zip(names, truth) if n not in ("w03", "w17")}  # two concepts unlabelled
+    keep = [i for i, n in enumerate(names) if n in cats]
+    got = category_agreement(names, clusters, cats)
+    assert got["n_labelled"] == 28
+    assert got["ari"] == pytest.approx(ari_by_hand(truth[keep], clusters[keep]), abs=1e-12)
+    assert got["ari"] == pytest.approx(adjusted_rand_score(truth[keep], clusters[keep]), abs=1e-12)
+    assert 0.1 < got["ari"] < 0.9
+
+
+def test_permutation_p_equals_the_exact_p_over_all_relabellings():
+    """The Monte Carlo p converges to the exact p: the share of all distinct relabellings of the
+    concepts (multiset permutations of the labels) whose ARI is at least the observed one."""
+    names = [f"c{i}" for i in range(8)]
+    truth = ["a", "a", "a", "b", "b", "b", "c", "c"]
+    clusters = np.array([1, 1, 2, 2, 2, 3, 3, 3])
+    cats = dict(zip(names, truth))
+    observed = adjusted_rand_score(truth, clusters)
+    relabellings = set(itertools.permutations(truth))  # 8! / (3! 3! 2!) = 560, equally likely
+    exact = np.mean([adjusted_rand_score(list(t), clusters) >= observed - 1e-12 for t in relabellings])
+    assert len(relabellings) == 560 and 0.05 < exact < 0.5
+    p = permutation_ari(names, clusters, cats, n_perm=4000, seed=1)
+    assert p == pytest.approx(exact, abs=3 * np.sqrt(exact * (1 - exact) / 4000))
+
+
+def test_permutation_p_of_a_perfect_clustering_counts_the_shuffles_that_tie_it():
+    """Shuffles that keep the partition (only the names of the categories change) reach the observed
+    ARI of 1 and count as "at least as large": 3! of the 90 distinct relabellings, p = 6/90."""
+    names = [f"c{i}" for i in range(6)]
+    truth = ["a", "a", "b", "b", "c", "c"]
+    clusters = np.array([1, 1, 2, 2, 3, 3])
+    cats = dict(zip(names, truth))
+    p = permutation_ari(names, clusters, cats, n_perm=3000, seed=0)
+    assert p == pytest.approx(6 / 90, abs=3 * np.sqrt((6 / 90) * (84 / 90) / 3000))
+
+
+def test_domain_agreement_reports_coverage_and_leaves_unlabelled_concepts_out():
+    names = ["ant", "bee", "cat", "dog", "oak", "elm", "xyz", "qqq"]
+    clusters = np.array([1, 1, 2, 2, 3, 3, 1, 2])
+    labels = pd.DataFrame({"concept": names,
+                           "category": ["insect", "insect", "mammal", "mammal", "tree", "tree", None, None]})
+    got = domain_agreement(names, clusters, labels, n_perm=199, seed=0)
+    assert got["n_labelled"] == 6 and got["coverage"] == pytest.approx(0.75) and got["n_categories"] == 3
+    assert got["unlabelled"] == "xyz, qqq"
+    assert got["ari"] == pytest.approx(1.0)
+    assert got["p_permutation"] == pytest.approx(6 / 90, abs=0.06)  # 6 of 90 relabellings keep the partition
+    none = domain_agreement(names, clusters, labels.assign(category=None), n_perm=199, seed=0)
+    assert np.isnan(none["ari"]) and np.isnan(none["p_permutation"]) and none["coverage"] == 0
+    one = domain_agreement(names, clusters, labels.assign(category="thing"), n_perm=199, seed=0)
+    assert np.isnan(one["ari"]) and "one category" in one["note"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -288,6 +288,12 @@ def test_domain_claims_permutation_p_threshold(p, verdict):
     assert rows[0]["verdict"] == verdict and rows[0]["value"] == 0.4 and rows[0]["p"] == p and rows[0]["n"] == 12
 
 
+def test_domain_claims_name_the_labels_and_their_coverage():
+    row = {**domains_row(0.2, 0.01), "categories": "wordnet-lexnames", "n_concepts": 14}
+    statistic = claims.domain_claims(pd.DataFrame([row]))[0]["statistic"]
+    assert "wordnet-lexnames labels" in statistic and "12 of 14 concepts labelled" in statistic
+
+
 def test_domain_claims_without_labels_untestable_with_the_reason():
     rows = claims.domain_claims(pd.DataFrame([domains_row(np.nan, np.nan, "no category labels configured", 0)]))
     assert rows[0]["verdict"] == "untestable" and rows[0]["note"] == "no category labels configured"

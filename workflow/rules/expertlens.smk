@@ -333,8 +333,10 @@ rule el_causal:
 rule el_domains:
     input:
         similarity="results/expertlens/{model}/{dataset}/similarity.parquet",
+        categories=el_categories_files(),
     output:
         table="results/expertlens/{model}/{dataset}/domains.parquet",
+        labels="results/expertlens/{model}/{dataset}/domain_labels.parquet",
         png=report(
             "results/figures/expertlens/domains_{model}_{dataset}.png",
             caption="../report/el_domains.rst",
@@ -354,6 +356,7 @@ rule el_domains:
         tau=EL_TAU,
         categories=EL.get("categories", ""),
         n_clusters=0,
+        n_perm=EL["n_perm"],
         seed=config["seed"],
         dpi=config["figures"]["dpi"],
     script:

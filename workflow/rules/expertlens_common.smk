@@ -70,6 +70,15 @@ def el_endpoint(wc):
     return {k: ds[k] for k in keys} if ds["backend"] == "openai" else {}
 
 
+def el_categories_files():
+    """Domain labels for el_domains: a prepared data set of kind categories, a CSV or Parquet
+    path (concept,category), or nothing (expertlens.categories unset: untestable)."""
+    name = EL.get("categories", "")
+    if not name:
+        return []
+    return [f"results/data/{name}.parquet" if name in DATA else name]
+
+
 def el_similarity_sources():
     """label -> similarity table, for neurons of each run and for each baseline."""
     src = {

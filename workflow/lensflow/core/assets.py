@@ -22,9 +22,11 @@ def package_dir(package: str, what: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def package_file(package: str, relpath: str, what: str) -> Path:
-    """A file shipped inside an installed pip package; a clear error if either is missing."""
+def package_file(package: str, relpath: str, what: str, folder: bool = False) -> Path:
+    """A file (or with `folder`, a folder) shipped inside an installed pip package; a clear error
+    if either is missing."""
     path = package_dir(package, what) / relpath
-    if not path.is_file():
-        raise AssetUnavailable(f"{what}: file '{relpath}' not found in pip package '{package}' ({path.parent})")
+    if not (path.is_dir() if folder else path.is_file()):
+        kind = "folder" if folder else "file"
+        raise AssetUnavailable(f"{what}: {kind} '{relpath}' not found in pip package '{package}' ({path.parent})")
     return path

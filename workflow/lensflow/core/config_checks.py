@@ -14,8 +14,14 @@ from pathlib import Path
 
 def el_problems(cfg: dict):
     """Messages for ExpertLens data-set settings that are valid one by one but not together:
-    what writes a generated data set (a registry model, or an OpenAI-compatible endpoint)."""
+    what writes a generated data set (a registry model, or an OpenAI-compatible endpoint), and
+    what expertlens.categories names (a data set of kind categories, or a .csv/.parquet file)."""
     el = cfg.get("expertlens")
+    cats = (el or {}).get("categories")
+    if cats in cfg["data"] and cfg["data"][cats]["kind"] != "categories":
+        yield f"key 'expertlens.categories': data set '{cats}' is of kind {cfg['data'][cats]['kind']}, not categories"
+    elif cats and cats not in cfg["data"] and not cats.endswith((".csv", ".parquet")):
+        yield f"key 'expertlens.categories': '{cats}' is neither a data set of kind categories nor a .csv/.parquet file"
     for name, ds in (el or {}).get("datasets", {}).items():
         key = f"expertlens.datasets.{name}"
         if ds["source"] != "generated":

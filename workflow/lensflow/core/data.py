@@ -5,6 +5,8 @@ Kinds (config `data.<name>.kind`) and the columns their tables have:
   lexicon      token, value[, std]               the VADER lexicon
   word_pairs   word_a, word_b, score             human similarity judgments (SimLex, WordSim, MEN)
   preferences  prompt, chosen, rejected          DPO pairs (HH-RLHF, toxic-dpo)
+  categories   word, category, pos               word categories: WordNet's lexicographer files
+                                                 (`path`: a WordNet dict/ folder; lensflow.core.wordnet)
 Sources: `hub` (datasets.load_dataset), `local` (a file), `package` (a file inside a pip package).
 Substitute or synthetic data say so in the table's metadata (`substitute_for`, `synthetic`).
 Texts lose their HTML markup here, once (IMDB's `<br /><br />`), so no later stage sees it; the
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import wordnet
 from .assets import AssetUnavailable, package_file
 
 KIND_COLUMNS = {
@@ -26,16 +29,21 @@ KIND_COLUMNS = {
     "lexicon": ["token", "value"],
     "word_pairs": ["word_a", "word_b", "score"],
     "preferences": ["prompt", "chosen", "rejected"],
+    "categories": ["word", "category"],
 }
+# Kinds whose `path` is a folder (a WordNet dict/), not a file.
+FOLDER_KINDS = ("categories",)
 
 
 def source_path(spec: dict, name: str) -> Path:
-    """The file behind a `local` or `package` source; a clear error naming what is missing."""
+    """The file (folder, for FOLDER_KINDS) behind a `local` or `package` source; a clear error
+    naming what is missing."""
+    folder = spec.get("kind") in FOLDER_KINDS
     if spec["source"] == "package":
-        return package_file(spec["package"], spec["path"], f"data '{name}'")
+        return package_file(spec["package"], spec["path"], f"data '{name}'", folder=folder)
     path = Path(spec["path"])
-    if not path.is_file():
-        raise AssetUnavailable(f"data '{name}': local file '{path}' does not exist")
+    if not (path.is_dir() if folder else path.is_file()):
+        raise AssetUnavailable(f"data '{name}': local {'folder' if folder else 'file'} '{path}' does not exist")
     return path
 
 
@@ -182,7 +190,7 @@ def prepare(spec: dict, name: str, seed: int = 0) -> tuple[pd.DataFrame, dict]:
         raw, path = _read_hub(spec, name), None
     else:
         path = source_path(spec, name)
-        raw = None if kind in ("lexicon", "word_pairs") else _read_file(path, spec.get("format", "auto"))
+        raw = None if kind in ("lexicon", "word_pairs", *FOLDER_KINDS) else _read_file(path, spec.get("format", "auto"))
     extra = {}
     if kind == "texts":
         df, n_stripped = _texts(raw, spec, name, seed)
@@ -191,6 +199,11 @@ def prepare(spec: dict, name: str, seed: int = 0) -> tuple[pd.DataFrame, dict]:
         df = _lexicon(path) if path else raw.rename(columns={"word": "token"})
     elif kind == "word_pairs":
         df = _word_pairs(path) if path else raw
+    elif kind == "categories":
+        if path is None:
+            raise AssetUnavailable(f"data '{name}': categories are read from a WordNet folder (source local or package)")
+        df = wordnet.lexname_table(path, spec["pos"])
+        extra = {"labels": wordnet.RULE.format(order=", ".join(spec["pos"])), "wordnet": wordnet.wordnet_version(path)}
     else:
         df = _preferences(raw, name)
     missing = [c for c in KIND_COLUMNS[kind] if c not in df.columns]

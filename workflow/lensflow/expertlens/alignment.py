@@ -65,26 +65,51 @@ def square(similarity: pd.DataFrame, measure: str) -> tuple[list[str], np.ndarra
 
 
 def category_agreement(names: list[str], clusters: np.ndarray, categories: dict[str, str] | None) -> dict:
-    """Adjusted Rand index between the clustering and human category labels, when labels exist."""
+    """Adjusted Rand index between the clustering and human category labels, over the labelled
+    concepts only (the others are left out, not given a category of their own)."""
     if not categories:
         return {"ari": float("nan"), "n_labelled": 0, "note": "no category labels configured"}
     keep = [i for i, n in enumerate(names) if n in categories]
     if len(keep) < 3:
         return {"ari": float("nan"), "n_labelled": len(keep), "note": "fewer than 3 labelled concepts"}
     truth = [categories[names[i]] for i in keep]
-    return {"ari": float(adjusted_rand_score(truth, clusters[keep])), "n_labelled": len(keep), "note": ""}
+    if len(set(truth)) < 2:
+        return {"ari": float("nan"), "n_labelled": len(keep), "note": "the labelled concepts share one category"}
+    return {"ari": float(adjusted_rand_score(truth, np.asarray(clusters)[keep])), "n_labelled": len(keep), "note": ""}
+
+
+# ARIs of equal contingency tables may differ in the last bits (sums in another order); a shuffle
+# that reproduces the observed agreement must count as "at least as large".
+_ARI_TIE = 1e-12
 
 
 def permutation_ari(names, clusters, categories, n_perm: int = 1000, seed: int = 0) -> float:
-    """p-value of the ARI under shuffled category labels (is the agreement better than chance?)."""
+    """p-value of the ARI under shuffled category labels (is the agreement better than chance?):
+    (1 + #{shuffles with ARI >= observed}) / (n_perm + 1), labels shuffled among the labelled concepts."""
     observed = category_agreement(names, clusters, categories)["ari"]
     if np.isnan(observed):
         return float("nan")
     keep = [i for i, n in enumerate(names) if n in categories]
     truth = np.array([categories[names[i]] for i in keep])
+    kept = np.asarray(clusters)[keep]
     rng = np.random.default_rng(seed)
-    null = [adjusted_rand_score(rng.permutation(truth), clusters[keep]) for _ in range(n_perm)]
-    return float((1 + np.sum(np.array(null) >= observed)) / (n_perm + 1))
+    null = np.array([adjusted_rand_score(rng.permutation(truth), kept) for _ in range(n_perm)])
+    return float((1 + np.sum(null >= observed - _ARI_TIE)) / (n_perm + 1))
+
+
+def domain_agreement(names: list[str], clusters: np.ndarray, labels: pd.DataFrame, n_perm: int, seed: int) -> dict:
+    """ARI of the clusters vs the labels, its permutation p and the labels' coverage.
+
+    labels: concept, category (missing where a concept has none), one row per name.
+    """
+    got = labels.dropna(subset=["category"])
+    categories = dict(zip(got["concept"], got["category"])) or None
+    agreement = category_agreement(names, clusters, categories)
+    unlabelled = [n for n in names if not categories or n not in categories]
+    return {**agreement, "p_permutation": permutation_ari(names, clusters, categories, n_perm=n_perm, seed=seed),
+            "n_categories": len(set(categories.values())) if categories else 0,
+            "coverage": (len(names) - len(unlabelled)) / len(names) if names else 0.0,
+            "unlabelled": ", ".join(unlabelled)}
 
 
 def spearman_diff_bootstrap(x1, x2, y, n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> dict:

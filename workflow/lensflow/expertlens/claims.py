@@ -119,8 +119,10 @@ def domain_claims(domains: pd.DataFrame) -> list[dict]:
     rows = []
     for r in domains.itertuples():
         untestable = np.isnan(r.ari)
+        labels = getattr(r, "categories", "") or "category"  # the label source (expertlens.categories)
+        covered = f", {r.n_labelled} of {r.n_concepts} concepts labelled" if hasattr(r, "n_concepts") else ""
         rows.append(claim_row("concepts cluster into human-like domains",
-                              f"adjusted Rand index vs category labels, {r.model} / {r.dataset} (permutation p)",
+                              f"adjusted Rand index vs {labels} labels, {r.model} / {r.dataset} (permutation p{covered})",
                               r.ari, p=r.p_permutation, n=r.n_labelled,
                               verdict="untestable" if untestable else ("supported" if r.p_permutation < 0.05 else "not supported"),
                               note=r.note or ""))
