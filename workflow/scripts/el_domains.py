@@ -26,7 +26,8 @@ def read_labels(path: str) -> tuple[pd.DataFrame, dict]:
         table, meta = io.read_table(path), io.read_metadata(path)
     else:
         table, meta = pd.read_csv(path), {"source": {"path": path}}
-    return table.rename(columns={"concept": "word"}).astype({"word": str}), meta
+    table = table.rename(columns={"concept": "word"})
+    return table.assign(word=table["word"].astype(str).str.lower()), meta  # concepts are lower case
 
 
 def main(sm):
