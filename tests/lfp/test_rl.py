@@ -13,7 +13,7 @@ import torch
 from scipy import stats as sps
 
 from lensflow.core import models
-from lensflow.core.stats import bootstrap_mean_diff
+from lensflow.core.stats import bootstrap_mean, bootstrap_mean_diff
 from lensflow.lfp.finetune.prompts import review_prompts
 from lensflow.lfp.finetune.rl_eval import reward_comparison, rolling_reward, sample_completions, word_generation_counts
 from tiny_models import WORDS, save_tiny, tiny_model, tiny_tokenizer
@@ -270,3 +270,28 @@ def test_eval_prompts_are_the_recorded_heldout_part():
         heldout_prompts(texts, tok, manifest, 5, 150, (2, 4), 3)
     with pytest.raises(ValueError, match="another prompt split"):  # the review table changed since training
         heldout_prompts(texts[5:], tok, manifest, 5, 200, (2, 4), 3)
+
+
+def test_reward_comparison_paired_by_prompt_matches_direct():
+    # Prompts differ a lot in their own reward (eq. 3 scores the prompt too); the tuned policy adds
+    # 0.3 to every prompt. Paired over prompts the rise is clear; unpaired it drowns.
+    rng = np.random.default_rng(3)
+    prompt_reward = rng.normal(0, 3, 24)
+    ids = np.repeat(np.arange(24), 2)  # two samples per prompt
+    base = prompt_reward[ids] + rng.normal(0, 0.3, 48)
+    tuned = prompt_reward[ids] + 0.3 + rng.normal(0, 0.3, 48)
+    df = reward_comparison(base, tuned, n_boot=500, seed=1, base_prompt_ids=ids, tuned_prompt_ids=ids).set_index("policy")
+    d = df.loc["tuned - base"]
+    per_prompt = pd.DataFrame({"id": ids, "b": base, "t": tuned}).groupby("id").mean()
+    diff = (per_prompt["t"] - per_prompt["b"]).to_numpy()
+    assert d["mean"] == pytest.approx(diff.mean()) and d["n"] == 24
+    assert d["p"] == pytest.approx(sps.ttest_rel(per_prompt["t"], per_prompt["b"]).pvalue)
+    ref = bootstrap_mean(diff, n_boot=500, seed=1)
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((ref.ci_low, ref.ci_high))
+    assert d["ci_low"] > 0
+    unpaired = reward_comparison(base, tuned, n_boot=500, seed=1).set_index("policy").loc["tuned - base"]
+    assert unpaired["ci_low"] < 0 < unpaired["ci_high"]
+    # a prompt only one policy answered is left out of the pairing
+    df2 = reward_comparison(base[:-2], tuned, n_boot=500, seed=1, base_prompt_ids=ids[:-2],
+                            tuned_prompt_ids=ids).set_index("policy")
+    assert df2.loc["tuned - base", "n"] == 23

@@ -56,7 +56,10 @@ def main(sm):
             "n_samples": p.n_samples, "min_new_tokens": hyper.min_new_tokens, "max_new_tokens": hyper.max_new_tokens,
             "sampling": "pure (temperature 1, top_k 0, top_p 1)", "seed": p.seed,
             "tuned": tuned_manifest.get("name"), "base": str(sm.input.base)}
-    io.write_table(reward_comparison(base["reward"], tuned["reward"], seed=p.seed), sm.output.rewards, meta)
+    # paired by held-out prompt (both policies answer the same prompts)
+    comparison = reward_comparison(base["reward"], tuned["reward"], seed=p.seed, base_prompt_ids=base["prompt_id"],
+                                   tuned_prompt_ids=tuned["prompt_id"])
+    io.write_table(comparison, sm.output.rewards, meta)
     io.write_table(comp, sm.output.completions, meta)
     words = pd.merge(word_generation_counts(base["completion"].tolist(), lexicon),
                      word_generation_counts(tuned["completion"].tolist(), lexicon),

@@ -18,7 +18,7 @@ from scipy import stats as sps
 
 from lensflow.core.sampling import Sampling, sample_texts
 from lensflow.core.splits import recorded_differences
-from lensflow.core.stats import bootstrap_mean_diff, mean_ci
+from lensflow.core.stats import bootstrap_mean, bootstrap_mean_diff, mean_ci
 
 from .prompts import split_prompts
 from .rewards import lexicon_word_counts
@@ -45,21 +45,35 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], n_samples: int 
 
 
 def reward_comparison(base_rewards, tuned_rewards, n_boot: int = 1000, ci: float = 0.95,
-                      seed: int = 0) -> pd.DataFrame:
+                      seed: int = 0, base_prompt_ids=None, tuned_prompt_ids=None) -> pd.DataFrame:
     """Tidy (policy, mean, ci_low, ci_high, n, p, interval) rows: base, tuned, and tuned - base.
 
-    base/tuned: t interval of the mean (stats.mean_ci). tuned - base: difference of means with a
-    percentile bootstrap interval (groups resampled independently) and the Welch t-test p
-    (stats.bootstrap_mean_diff); its n is n_tuned + n_base.
+    base/tuned: t interval of the mean (stats.mean_ci). tuned - base, with prompt ids: paired over
+    the held-out prompts both policies answered (per prompt: mean tuned reward - mean base reward),
+    a percentile bootstrap over prompts and the paired t-test p; its n is the number of prompts.
+    Pairing matters because the reward (eq. 3) scores prompt + completion: the prompt's own words
+    are shared by both policies and would otherwise swamp the difference. Without prompt ids:
+    difference of means, groups resampled independently, Welch p (stats.bootstrap_mean_diff);
+    n = n_tuned + n_base.
     """
     rows = []
     for policy, values in (("base", base_rewards), ("tuned", tuned_rewards)):
         m = mean_ci(values, ci)
         rows.append({"policy": policy, "mean": m.mean, "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n,
                      "p": np.nan, "interval": "t"})
-    d = bootstrap_mean_diff(tuned_rewards, base_rewards, n_boot=n_boot, ci=ci, seed=seed)
-    rows.append({"policy": "tuned - base", "mean": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high,
-                 "n": d.n_a + d.n_b, "p": d.p, "interval": f"bootstrap ({n_boot}), Welch p"})
+    if base_prompt_ids is None or tuned_prompt_ids is None:
+        d = bootstrap_mean_diff(tuned_rewards, base_rewards, n_boot=n_boot, ci=ci, seed=seed)
+        rows.append({"policy": "tuned - base", "mean": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high,
+                     "n": d.n_a + d.n_b, "p": d.p, "interval": f"bootstrap ({n_boot}), Welch p"})
+        return pd.DataFrame(rows)
+    per_prompt = pd.concat({"base": pd.Series(np.asarray(base_rewards, float)).groupby(np.asarray(base_prompt_ids)).mean(),
+                            "tuned": pd.Series(np.asarray(tuned_rewards, float)).groupby(np.asarray(tuned_prompt_ids)).mean()},
+                           axis=1).dropna()  # [prompts answered by both, 2]
+    diff = (per_prompt["tuned"] - per_prompt["base"]).to_numpy()  # [n_prompts]
+    d = bootstrap_mean(diff, n_boot=n_boot, ci=ci, seed=seed)
+    p = float(sps.ttest_rel(per_prompt["tuned"], per_prompt["base"]).pvalue) if len(diff) >= 2 else np.nan
+    rows.append({"policy": "tuned - base", "mean": d.mean, "ci_low": d.ci_low, "ci_high": d.ci_high, "n": d.n,
+                 "p": p, "interval": f"paired over prompts, bootstrap ({n_boot}), paired t p"})
     return pd.DataFrame(rows)
 
 
