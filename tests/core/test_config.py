@@ -98,6 +98,8 @@ BAD = {
     "bad part of speech": (_set(["data", "wordnet-lexnames", "pos"], ["noun", "satellite"]),
                            "data.wordnet-lexnames.pos.1"),
     "too few permutations": (_set(["expertlens", "n_perm"], 10), "expertlens.n_perm"),
+    "no detection contexts": (_set(["lfp", "detection", "k"], 0), "lfp.detection.k"),
+    "detection alpha out of range": (_set(["lfp", "detection", "alpha"], 1.5), "lfp.detection.alpha"),
     # 24 held-out + 16 steps x 8 prompts cannot come from at most 100 reviews
     "rl prompts beyond the reviews' max_rows": (_set(["data", "reviews", "max_rows"], 100), "finetune.eval.n_prompts"),
     # 24 held-out prompts + one batch of 4 training pairs cannot come from at most 20 synthetic prompts

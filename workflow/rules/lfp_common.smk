@@ -109,7 +109,15 @@ def lfp_explainer_input(wc):
     return [model_dir(name)] if name else []
 
 
-LFP_TABLES = ["probes", "words", "explanations", "activity", "ablation", "claims"]
+LFP_TABLES = [
+    "probes",
+    "words",
+    "explanations",
+    "detection",
+    "activity",
+    "ablation",
+    "claims",
+]
 
 
 def lfp_targets():

@@ -6,6 +6,7 @@ rule lfp_tables:
         measures=[f"results/lfp/{m}/{t}/probe_measures.parquet" for m, t in LFP_RUNS],
         words=[f"results/lfp/{m}/{t}/probe_words.parquet" for m, t in LFP_RUNS],
         explanations=[f"results/lfp/{m}/{t}/explanations.parquet" for m, t in LFP_RUNS],
+        detection=[f"results/lfp/{m}/{t}/detection.parquet" for m, t in LFP_RUNS],
         activity=[f"results/lfp/{m}/{t}/activity.parquet" for m, t in LFP_RUNS],
         ablation=[f"results/lfp/{m}/{t}/ablation.parquet" for m, t in LFP_RUNS],
         overlap="results/tables/lfp_overlap.csv",
@@ -42,6 +43,7 @@ rule lfp_tables:
         runs=LFP_RUNS,
         dpo_runs=[(m, t) for m, t in LFP_RUNS if ft_task(t)["method"] == "dpo"],
         n_boot=1000,
+        detection_n_boot=LFP["detection"]["n_boot"],
         seed=config["seed"],
     script:
         "../scripts/lfp_tables.py"

@@ -1,6 +1,8 @@
 # Learned Feedback Patterns §3.4 and §4.2: explain the high-overlap features from their top
-# activation records, label them as related or not to the task, then check the probes against
-# them (Table 7) and zero-ablate them during generation (Table 6).
+# activation records, label them as related or not to the task, score each explanation by
+# detection on held-out contexts against a random-explanation control, then check the probes
+# against the related features whose explanation beats its control (Table 7) and zero-ablate
+# them during generation (Table 6).
 
 
 rule lfp_records:
@@ -56,11 +58,48 @@ rule lfp_explain:
         "../scripts/lfp_explain.py"
 
 
+rule lfp_detection:
+    input:
+        activations="results/lfp/{model}/{task}/activations.parquet",
+        saes="results/lfp/{model}/{task}/sae/n.safetensors",
+        layers="results/finetune/{model}/{task}/layers.json",
+        tokenizer="results/finetune/{model}/{task}/model",
+        records="results/lfp/{model}/{task}/records.parquet",
+        explanations="results/lfp/{model}/{task}/explanations.parquet",
+        explainer=lfp_explainer_input,
+    output:
+        answers="results/lfp/{model}/{task}/detection_answers.parquet",
+        scores="results/lfp/{model}/{task}/detection.parquet",
+    log:
+        "results/logs/lfp/{model}/{task}/detection.log",
+    benchmark:
+        "results/benchmarks/lfp/{model}/{task}/detection.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: job_resources("gpu_job")["threads"]
+    resources:
+        **gpu_resources(int(lfp_local_explainer() is not None)),
+        mem_mb=model_mem_mb("gpu_job", lfp_local_explainer),
+        runtime=job_resources("gpu_job")["runtime"],
+    params:
+        model=lambda wc: f"{wc.model}+{wc.task}",
+        explainer={k: v for k, v in LFP["explainer"].items()},
+        k=LFP["detection"]["k"],
+        window=LFP["explainer"]["window"],
+        alpha=LFP["detection"]["alpha"],
+        n_boot=LFP["detection"]["n_boot"],
+        cache_dir="results/lfp/explainer_cache",
+        seed=config["seed"],
+    script:
+        "../scripts/lfp_detection.py"
+
+
 rule lfp_activity:
     input:
         data="results/lfp/{model}/{task}/probe_data.parquet",
         predictions="results/lfp/{model}/{task}/probe_predictions.parquet",
         explanations="results/lfp/{model}/{task}/explanations.parquet",
+        detection="results/lfp/{model}/{task}/detection.parquet",
     output:
         "results/lfp/{model}/{task}/activity.parquet",
     log:
@@ -85,6 +124,7 @@ rule lfp_ablation:
         model="results/finetune/{model}/{task}/model",
         saes="results/lfp/{model}/{task}/sae/n.safetensors",
         explanations="results/lfp/{model}/{task}/explanations.parquet",
+        detection="results/lfp/{model}/{task}/detection.parquet",
         layers="results/finetune/{model}/{task}/layers.json",
         table=lambda wc: lfp_task_table(wc.task),
         lexicon=f"results/data/{FT['lexicon']}.parquet",

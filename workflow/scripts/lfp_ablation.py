@@ -3,7 +3,8 @@ selected layer's SAE reconstruction, against the plain reconstruction, the unpat
 random features of the same number.
 
 Snakemake rule `lfp_ablation`: input.model (tuned), input.saes (AE_n), input.explanations,
-input.layers, input.table (reviews or preference pairs), input.lexicon; params: model, kind,
+input.detection (related = labelled related AND the explanation beats its random-explanation control
+at detection), input.layers, input.table (reviews or preference pairs), input.lexicon; params: model, kind,
 n_prefixes, prefix_tokens, n_samples, max_new_tokens, n_random, seed -> output[0] (condition, draw,
 prompt_id, sample, completion, reward).
 """
@@ -15,6 +16,7 @@ from lensflow.core.runtime import model_job
 from lensflow.lfp.finetune.layers import mlp_modules
 from lensflow.lfp.sae.model import load_saes
 from lensflow.lfp.validation.ablation import ablation_prompts, related_per_module, run_ablation
+from lensflow.lfp.validation.detection import related_note, restrict_related
 from lensflow.lfp.finetune.rewards import read_lexicon_table
 
 
@@ -24,7 +26,9 @@ def main(sm):
     layers = json.loads(open(sm.input.layers).read())["highest"]
     saes, _ = load_saes(sm.input.saes, device=device)
     modules = mlp_modules(model, layers)
-    labelled = io.read_table(sm.input.explanations).assign(related=lambda d: d["related"].fillna(False))
+    explanations, scores = io.read_table(sm.input.explanations), io.read_table(sm.input.detection)
+    labelled = restrict_related(explanations, scores)
+    note = related_note(explanations, scores)
     related = related_per_module(modules, layers, labelled)
     lexicon = read_lexicon_table(sm.input.lexicon)
     prompts = ablation_prompts(p.kind, io.read_table(sm.input.table), tok, p.n_prefixes, p.prefix_tokens, p.seed)
@@ -33,8 +37,9 @@ def main(sm):
                       seed=p.seed, device=device)
     zeroed = {k: v for k, v in df.attrs.pop("zeroed", {}).items()}
     io.write_table(df, sm.output[0], {"model": p.model, "kind": p.kind, "seed": p.seed, "layers": layers,
-                                      "zeroed": zeroed, "n_prompts": len(prompts)})
-    log.info("%s: %d prompts; %d related features zeroed", p.model, len(prompts), sum(map(len, related.values())))
+                                      "zeroed": zeroed, "n_prompts": len(prompts), "related_note": note})
+    log.info("%s: %d prompts; %d related features zeroed (%s)", p.model, len(prompts),
+             sum(map(len, related.values())), note)
 
 
 if __name__ == "__main__":

@@ -91,9 +91,11 @@ def ablation_claims(ablation: pd.DataFrame) -> list[dict]:
         if "related" not in t.index:
             continue
         r = t.loc["related"]
-        # No related feature to zero (the explainer labelled none): the comparison says nothing.
+        # No related feature to zero (none labelled, or none whose explanation beats its detection
+        # control): the comparison says nothing.
         none_zeroed = "n_zeroed" in t.columns and r.n_zeroed == 0
-        note = "no feature was labelled related, so nothing was zeroed" if none_zeroed else ""
+        why = r.get("related_note", "") if isinstance(r.get("related_note", ""), str) else ""  # detection numbers
+        note = f"{why or 'no feature was labelled related'}, so nothing was zeroed" if none_zeroed else ""
         rows.append(claim_row("Zero-ablating task-related features lowers the task reward (Table 6)",
                               f"reward(related zeroed) - reward(SAE), {model} / {task}", r.diff_vs_sae,
                               r.diff_ci_low, r.diff_ci_high, n=r.n,

@@ -139,8 +139,9 @@ def scale_activation(activation: float, max_activation: float) -> int:
     return int(min(10, max(0, np.floor(10 * activation / max_activation + 0.5))))
 
 
-def _record_line(ids: np.ndarray, position: int, tokenizer, window: int, score: int) -> str:
-    """`... context «token» (score)`: the `window` tokens before `position`, then the marked token."""
+def _record_line(ids: np.ndarray, position: int, tokenizer, window: int, score: int | None) -> str:
+    """`... context «token» (score)`: the `window` tokens before `position`, then the marked token
+    (without the score when it is None: a detection context, lensflow.lfp.validation.contexts)."""
     start = max(0, position - window)
     context = [int(i) for i in ids[start:position]]
     token = int(ids[position])
@@ -152,7 +153,8 @@ def _record_line(ids: np.ndarray, position: int, tokenizer, window: int, score: 
     else:  # a special or whitespace token, or pieces that do not concatenate
         raw = tokenizer.decode([token], skip_special_tokens=False)
         lead, marked = (" " if prefix else ""), (raw.strip() or raw)
-    line = ("... " if start > 0 else "") + f"{prefix}{lead}«{marked}» ({score})".lstrip()
+    suffix = "" if score is None else f" ({score})"
+    line = ("... " if start > 0 else "") + f"{prefix}{lead}«{marked}»{suffix}".lstrip()
     return line.replace("\r", " ").replace("\n", "\\n")
 
 
