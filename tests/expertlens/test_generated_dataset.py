@@ -73,29 +73,32 @@ def test_endpoint_generation_filters_and_reruns_from_cache(server, key, tmp_path
     assert len(server.requests) == n + 3
 
 
-def _run_script(tmp_path, server=None, cache_dir=None, model=None):  # noqa: F811
+def _run_script(tmp_path, server=None, cache_dir=None, model=None, max_concepts=None):  # noqa: F811
     """el_generated.main on concepts cat, dog, zebra (kept) and yak (not kept); backend openai when
     a server is given, else local with the model folder `model`."""
     io.write_table(pd.DataFrame({"concept": ["cat", "dog", "zebra", "yak"], "kept": [True, True, True, False]}),
                    tmp_path / "concepts.parquet", {})
+    pairs = [str(tmp_path / "pairs_a.parquet"), str(tmp_path / "pairs_b.parquet")]  # two human-judgment sets
+    io.write_table(pd.DataFrame({"word_a": ["cat", "cat"], "word_b": ["dog", "yak"], "score": [7.0, 3.0]}), pairs[0], {})
+    io.write_table(pd.DataFrame({"word_a": ["dog"], "word_b": ["cat"], "score": [6.0]}), pairs[1], {})
     spec = importlib.util.spec_from_file_location("el_generated", SCRIPTS / "el_generated.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = SimpleNamespace(sentences=str(tmp_path / "sentences.parquet"),
                           membership=str(tmp_path / "membership.parquet"))
     dataset = dict(source="generated", n_positive=3, n_negative=4, prompt=G.DEFAULT_PROMPT, max_new_tokens=28,
-                   temperature=1.0, top_p=0.95, batch_size=8)  # its expertlens.datasets entry
+                   temperature=1.0, top_p=0.95, batch_size=8, max_concepts=max_concepts)  # its expertlens.datasets entry
     common = dict(min_positive=3, seed=0)
     if server is not None:
         params = SimpleNamespace(dataset=dict(dataset, backend="openai"), generator=f"fake-instruct at {server.url}",
                                  cache_dir=str(cache_dir),
                                  endpoint={"base_url": server.url, "model": "fake-instruct", "api_key_env": ENV,
                                            "timeout": 2, "max_retries": 1}, **common)
-        inputs = SimpleNamespace(model=[], concepts=str(tmp_path / "concepts.parquet"))
+        inputs = SimpleNamespace(model=[], concepts=str(tmp_path / "concepts.parquet"), pairs=pairs)
     else:
         params = SimpleNamespace(dataset=dict(dataset, backend="local"), generator="tiny", cache_dir="unused",
                                  endpoint={}, **common)
-        inputs = SimpleNamespace(model=str(model), concepts=str(tmp_path / "concepts.parquet"))
+        inputs = SimpleNamespace(model=str(model), concepts=str(tmp_path / "concepts.parquet"), pairs=pairs)
     module.main(SimpleNamespace(input=inputs, output=out, params=params, log=[str(tmp_path / "log")], threads=1,
                                 resources={}, wildcards=SimpleNamespace(dataset="generated")))
     return io.read_table(out.sentences), io.read_table(out.membership), io.read_metadata(out.sentences)
@@ -138,6 +141,22 @@ def test_el_generated_script_with_a_local_model(tmp_path, monkeypatch):
     _check_bank(sents, member)
     assert meta["backend"] == "local" and meta["generator"] == "tiny" and calls
     assert meta["generation"]["device"] == "cpu" and "http_calls" not in meta["generation"]
+
+
+def test_max_concepts_writes_sentences_for_the_concepts_that_keep_pairs(tmp_path, monkeypatch):
+    # expertlens.datasets.<name>.max_concepts: 2 of the kept cat, dog, zebra; only cat-dog is a
+    # scorable pair (in both sets), so zebra gets no prompt at all.
+    asked = []
+
+    def fake_complete(model, tok, prompts, *a, **k):
+        concepts = [re.search(r'"(\w+)"', p).group(1) for p in prompts]
+        asked.extend(concepts)
+        return [answer({"messages": [{"content": f'"{c}"'}], "seed": i}) for i, c in enumerate(concepts)], 0
+
+    monkeypatch.setattr(G, "complete", fake_complete)
+    sents, member, meta = _run_script(tmp_path, model=save_tiny(tmp_path / "tiny"), max_concepts=2)
+    assert set(asked) == {"cat", "dog"} and sorted(member.concept.unique()) == ["cat", "dog"]
+    assert meta["max_concepts"] == 2 and meta["dropped"] == {}
 
 
 def test_no_usable_sentence_stops_at_generation_with_reasons(tmp_path, monkeypatch):

@@ -59,6 +59,7 @@ rule el_dataset_generated:
     input:
         model=el_generator_input,
         concepts="results/expertlens/concepts.parquet",
+        pairs=[f"results/data/{p}.parquet" for p in EL["pairs"]],
     output:
         sentences="results/expertlens/datasets/{dataset}/sentences.parquet",
         membership="results/expertlens/datasets/{dataset}/membership.parquet",

@@ -1,8 +1,9 @@
 """ExpertLens "generated" data set: an instruct model writes each concept's positive sentences.
 
 Snakemake rule `el_dataset_generated`: input.model (folder; backend local only), input.concepts
-(concept, kept, ...); params: dataset (its expertlens.datasets entry: backend local | openai,
-n_positive, n_negative, prompt, max_new_tokens, temperature, top_p, batch_size (local)), endpoint
+(concept, kept, ...), input.pairs (human-judgment pair tables); params: dataset (its
+expertlens.datasets entry: backend local | openai, n_positive, n_negative, max_concepts (at most
+that many of the kept concepts, chosen to keep each pair set scorable), prompt, max_new_tokens, temperature, top_p, batch_size (local)), endpoint
 (openai: base_url, model, api_key_env, timeout, max_retries), cache_dir (openai: every response
 cached there), min_positive, seed, generator (a name for logs and metadata) -> output.sentences
 (text_id, text), output.membership (concept, text_id, label). Concepts with fewer than
@@ -16,7 +17,7 @@ import time
 
 from lensflow.core import io
 from lensflow.core.runtime import model_job, seed_everything, setup_logging
-from lensflow.expertlens import concepts, generate
+from lensflow.expertlens import concept_choice, concepts, generate
 
 
 def endpoint_sentences(sm, kept, stats):
@@ -43,6 +44,12 @@ def main(sm):
         log, device, model, tok, manifest = model_job(sm)
     table = io.read_table(sm.input.concepts, required=["concept", "kept"])
     kept = table.concept[table.kept].tolist()
+    if ds["max_concepts"] and len(kept) > ds["max_concepts"]:
+        pairs = [io.read_table(path, required=["word_a", "word_b"]) for path in sm.input.pairs]
+        sub = concept_choice.choose_concepts(pairs, dict.fromkeys(kept, 1), 1, ds["max_concepts"])
+        log.info("%d of %d concepts get generated sentences (max_concepts); pairs covered per set: %s",
+                 int(sub.kept.sum()), len(kept), [concept_choice.pairs_covered([df], sub.concept[sub.kept]) for df in pairs])
+        kept = sub.concept[sub.kept].tolist()
     stats, t0 = {}, time.time()
     if ds["backend"] == "openai":
         got, source, device = endpoint_sentences(sm, kept, stats)
@@ -69,7 +76,7 @@ def main(sm):
     meta = {"dataset": "generated", "synthetic": True, "generator": p.generator, "backend": ds["backend"],
             "generator_source": source, "prompt": ds["prompt"],
             "max_new_tokens": ds["max_new_tokens"], "temperature": ds["temperature"], "top_p": ds["top_p"],
-            "n_concepts": len(positives), "n_sentences": len(sents), "n_positive": ds["n_positive"],
+            "n_concepts": len(positives), "max_concepts": ds["max_concepts"], "n_sentences": len(sents), "n_positive": ds["n_positive"],
             "n_negative": ds["n_negative"], "min_positive": p.min_positive, "seed": p.seed, "dropped": dropped,
             "generation": {**stats, "seconds": round(secs, 1), "device": str(device)}}
     io.write_table(sents, sm.output.sentences, meta)
