@@ -324,3 +324,26 @@ def test_tables_merge_scores_into_the_explanations_and_summarise_each_run(tmp_pa
     assert np.isnan(summary.loc[1, "accuracy"])
     rows = detection_claims(summary)
     assert len(rows) == 4 and rows[2]["verdict"] == rows[3]["verdict"] == "untestable"
+
+
+def test_local_client_one_pass_scores_equal_the_padded_batch():
+    """LocalClient scores single-token options (yes/no) from one forward pass of the prompt; the
+    numbers must be those of the padded batch it uses for longer options."""
+    from lensflow.core.llm.local import LocalClient
+
+    model, tok = tiny_model("llama"), tiny_tokenizer()
+    lc = LocalClient(model, tok)
+    msgs = [{"role": "user", "content": "the movie was great"}]
+    prompt = lc.prompt(msgs)
+
+    def brute(option):
+        p, full = tok(prompt)["input_ids"], tok(prompt + " " + option)["input_ids"]
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), -1)
+        return sum(float(logp[t - 1, full[t]]) for t in range(len(p), len(full)))
+
+    single = lc.option_logprobs(msgs, ["cat", "dog"])  # one pass
+    multi = lc.option_logprobs(msgs, ["cat", "dog", "the cat"])  # padded batch (a two-token option)
+    for o in ("cat", "dog"):
+        expected = float(torch.logsumexp(torch.tensor([brute(o), brute(o.capitalize())]), 0))
+        assert single[o] == pytest.approx(expected, abs=1e-4) and multi[o] == pytest.approx(expected, abs=1e-4)

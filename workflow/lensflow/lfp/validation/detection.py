@@ -31,20 +31,17 @@ from lensflow.core.stats import bootstrap_mean
 
 log = logging.getLogger("lensflow")
 OPTIONS = ["yes", "no"]
-DETECT_SYSTEM = (
-    "We're studying features of a sparse autoencoder trained on a language model's MLP activations. "
-    "You get a one-sentence description of what one feature looks for and one short stretch of text "
-    "whose last token is marked «like this». Say whether the feature fires on the marked token, that is, "
-    "whether the text there matches the description. Answer with one word: yes or no."
+DETECT_SYSTEM = (  # short: a local scorer reads it once per context
+    "You judge features of a language model. Given what a feature looks for and a text whose last token "
+    "is marked «like this», say whether the feature fires on the marked token. Answer yes or no."
 )
 YES_NO = {"yes": "yes", "y": "yes", "true": "yes", "no": "no", "n": "no", "false": "no"}
 
 
 def detection_messages(explanation: str, context: str) -> list[dict]:
     return [{"role": "system", "content": DETECT_SYSTEM},
-            {"role": "user", "content": f"Feature description: the main thing this feature does is find "
-                                        f"{explanation}\nText: {context}\nDoes the feature fire on the marked "
-                                        "token? Answer yes or no."}]
+            {"role": "user", "content": f"The feature finds {explanation}\nText: {context}\nDoes it fire on the "
+                                        "marked token? Answer yes or no."}]
 
 
 def parse_yes_no(text: str) -> str | None:
