@@ -347,3 +347,27 @@ def test_local_client_one_pass_scores_equal_the_padded_batch():
     for o in ("cat", "dog"):
         expected = float(torch.logsumexp(torch.tensor([brute(o), brute(o.capitalize())]), 0))
         assert single[o] == pytest.approx(expected, abs=1e-4) and multi[o] == pytest.approx(expected, abs=1e-4)
+
+
+def test_auc_is_the_mann_whitney_probability():
+    from lensflow.lfp.validation.detection import auc
+
+    rng = np.random.default_rng(0)
+    act = np.array([True] * 6 + [False] * 6)
+    margin = np.round(rng.normal(size=12) + act, 1)  # ties included
+    u = stats.mannwhitneyu(margin[act], margin[~act]).statistic
+    assert auc(act, margin) == pytest.approx(u / 36)
+    assert auc(act, np.where(act, 1.0, 0.0)) == 1.0 and np.isnan(auc(act, np.full(12, np.nan)))
+
+
+def test_a_local_scorer_gives_margins_and_an_auc():
+    from lensflow.core.llm.local import LocalClient
+
+    tokens, tok, rng = corpus()
+    codes = codes_for(tokens, ["great", "dog"], rng)
+    ctx = contexts_with_text(tokens, codes, [0, 1], {}, tok, k=3)
+    ex = pd.DataFrame({"layer": 3, "feature": [0, 1], "related": False, "explanation": ["great words", "dog words"]})
+    answers = run_detection(LocalClient(tiny_model("llama"), tok), ex, ctx, seed=0)
+    assert np.isfinite(answers["margin"]).all()
+    scores = feature_scores(answers, ex, n_boot=100)
+    assert scores["auc"].between(0, 1).all() and scores["control_auc"].between(0, 1).all()

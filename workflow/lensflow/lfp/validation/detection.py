@@ -15,6 +15,11 @@ same for the control, and explanation - control with a paired bootstrap CI over 
 higher vs control scored higher; ties dropped) gives p < alpha: with a handful of contexts a
 bootstrap interval is too coarse to decide on. Per run: means over features with bootstrap CIs
 over features, the count that beat their control, and the pooled accuracy with a Wilson interval.
+
+A scorer that gives log-probabilities (the local client) also yields a threshold-free score: the AUC
+of log p(yes) - log p(no) between activating and non-activating contexts (auc, control_auc). A small
+scorer that answers "no" to everything has accuracy exactly 0.5 while its margins may still rank
+the contexts; this is reported next to the accuracy, and beats_control rests on the answers alone.
 """
 
 from __future__ import annotations
@@ -58,16 +63,29 @@ def parse_yes_no(text: str) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def ask(client, messages: list[dict]) -> tuple[str | None, str]:
-    """(yes / no / None, raw answer). A local client decides by option log-probability (its
-    choose_with_raw); any other client's text is parsed with parse_yes_no."""
+def ask(client, messages: list[dict]) -> tuple[str | None, str, float]:
+    """(yes / no / None, raw answer, log p(yes) - log p(no) or NaN). A local client decides by option
+    log-probability (its choose_with_raw, same cache entry); any other client's text is parsed with
+    parse_yes_no and has no margin."""
     if hasattr(client, "option_logprobs"):
-        return client.choose_with_raw(messages, OPTIONS)
+        choice, raw = client.choose_with_raw(messages, OPTIONS)
+        lp = client.option_logprobs(messages, OPTIONS)
+        return choice, raw, float(lp["yes"] - lp["no"])
     if hasattr(client, "complete"):
         text = client.complete(messages)
-        return parse_yes_no(text), text
+        return parse_yes_no(text), text, np.nan
     choice = client.choose(messages, OPTIONS)
-    return (choice if choice in OPTIONS else None), str(choice)
+    return (choice if choice in OPTIONS else None), str(choice), np.nan
+
+
+def auc(activating: np.ndarray, margin: np.ndarray) -> float:
+    """P(margin of an activating context > that of a non-activating one), ties half: the
+    threshold-free detection score of a scorer that gives log-probabilities; NaN without them."""
+    if not np.isfinite(margin).all() or activating.all() or not activating.any():
+        return np.nan
+    ranks = stats.rankdata(margin)
+    n1, n0 = int(activating.sum()), int((~activating).sum())
+    return float((ranks[activating].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def draw_controls(explanations: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -106,11 +124,11 @@ def run_detection(client, explanations: pd.DataFrame, contexts: pd.DataFrame, se
             if not isinstance(text, str) or not text:
                 continue
             for c in mine.to_dict("records"):
-                answer, raw = ask(client, detection_messages(text, c["text"]))
+                answer, raw, margin = ask(client, detection_messages(text, c["text"]))
                 score = 0.5 if answer is None else float((answer == "yes") == bool(c["activating"]))
                 rows.append({**c, "condition": condition, "control_layer": r.control_layer,
                              "control_feature": r.control_feature, "answer": answer or "", "raw": str(raw)[:200],
-                             "score": score})
+                             "score": score, "margin": margin})
     out = pd.DataFrame(rows)
     if len(out):
         n_bad = int((out["answer"] == "").sum())
@@ -135,7 +153,7 @@ EMPTY_SCORE = {"layer": -1, "feature": -1, "n_contexts": 0, "n_activating": 0, "
                "control_ci_low": np.nan, "control_ci_high": np.nan, "diff": np.nan, "diff_ci_low": np.nan,
                "diff_ci_high": np.nan, "n_better": 0, "n_worse": 0, "p_control": np.nan, "beats_control": False,
                "n_unparsed": 0, "n_unparsed_control": 0, "control_layer": -1, "control_feature": -1,
-               "quantiles": "", "reason": ""}
+               "auc": np.nan, "control_auc": np.nan, "quantiles": "", "reason": ""}
 SCORE_COLUMNS = list(EMPTY_SCORE)
 
 
@@ -162,6 +180,7 @@ def feature_scores(answers: pd.DataFrame, explanations: pd.DataFrame, alpha: flo
             n = len(e)
             acc = _balanced(e)
             row |= {"n_contexts": n, "n_activating": int(e["activating"].sum()), "accuracy": acc,
+                    "auc": auc(e["activating"].to_numpy(bool), e["margin"].to_numpy(float)),
                     "n_unparsed": int((e["answer"] == "").sum()),
                     "quantiles": ",".join(f"{q:.2f}" for q in sorted(e.loc[e["activating"], "quantile"]))}
             row["accuracy_ci_low"], row["accuracy_ci_high"] = wilson(acc * n, n)
@@ -176,6 +195,7 @@ def feature_scores(answers: pd.DataFrame, explanations: pd.DataFrame, alpha: flo
                 p = float(stats.binomtest(better, better + worse, 0.5, alternative="greater").pvalue) \
                     if better + worse else 1.0
                 row |= {"control_accuracy": cacc, "diff": acc - cacc, "diff_ci_low": boot.ci_low,
+                        "control_auc": auc(c["activating"].to_numpy(bool), c["margin"].to_numpy(float)),
                         "diff_ci_high": boot.ci_high, "n_better": better, "n_worse": worse, "p_control": p,
                         "beats_control": bool(p < alpha), "n_unparsed_control": int((c["answer"] == "").sum()),
                         "control_layer": int(c["control_layer"].iloc[0]),
@@ -194,7 +214,8 @@ def run_summary(scores: pd.DataFrame, explanations: pd.DataFrame | None = None, 
     out = {"n_features": len(scores), "n_scored": len(s), "n_controlled": int(s["control_accuracy"].notna().sum()),
            "n_beats_control": int(scores["beats_control"].sum()), "n_contexts": int(s["n_contexts"].sum()),
            "n_unparsed": int(s["n_unparsed"].sum() + s["n_unparsed_control"].sum())}
-    for col, name in (("accuracy", "accuracy"), ("control_accuracy", "control"), ("diff", "diff")):
+    for col, name in (("accuracy", "accuracy"), ("control_accuracy", "control"), ("diff", "diff"), ("auc", "auc"),
+                      ("control_auc", "control_auc")):
         m = bootstrap_mean(s[col].dropna().to_numpy(), n_boot=n_boot, seed=seed)
         out |= {name: m.mean, f"{name}_ci_low": m.ci_low, f"{name}_ci_high": m.ci_high}
     pooled = float((s["accuracy"] * s["n_contexts"]).sum())
