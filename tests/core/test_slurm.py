@@ -194,7 +194,7 @@ PAPER_WEIGHTS = {"pythia-70m": (0.070, 4), "pythia-160m": (0.162, 4), "gpt-neo-1
 
 
 # Rules that take a model folder as input for its manifest or tokenizer only, never its weights.
-READ_NO_WEIGHTS = {"inventory", "el_alignment", "fig_el_expert_layers", "lfp_records"}
+READ_NO_WEIGHTS = {"inventory", "el_alignment", "fig_el_expert_layers", "lfp_records", "lfp_detection"}
 
 
 def loaded_models(job) -> set[str]:
