@@ -1,7 +1,8 @@
 """A local OpenAI-compatible chat-completions server that answers the workflow's requests in kind.
 
 The rehearsal points paper.yaml's explainer (GPT-4o) and rewriter (a vLLM LLaMA-3) at it. It
-answers by what the request asks: a yes/no judgment, a rewrite in the asked style, or a one-line
+answers by what the request asks: a yes/no judgment (task relevance; detection scoring of an
+explanation on one context, lensflow.lfp.validation.detection), a rewrite in the asked style, or a one-line
 feature explanation; each answer is derived from a hash of the request, so runs are repeatable
 and answers differ between requests (the rewrites of one entry must differ to form a triple).
 """
