@@ -77,6 +77,23 @@ def test_split_texts_depends_only_on_the_seed():
     assert len(others) > 1, "the held-out set does not change with the seed"
 
 
+def test_split_texts_holds_out_texts_until_enough_tokens_but_at_most_half():
+    ids = np.arange(100, 140)  # 40 texts of 10..49 tokens
+    tokens = np.arange(10, 50)
+    train0, held0 = split_texts(ids, 0.1, seed=2)
+    train, held = split_texts(ids, 0.1, seed=2, n_tokens=tokens, min_heldout_tokens=300)
+    assert set(held0) <= set(held)  # the same seeded order, extended
+    n_tok = dict(zip(ids, tokens))
+    held_tokens = sum(n_tok[i] for i in held)
+    assert held_tokens >= 300 and held_tokens - min(n_tok[i] for i in held) < 300 + 49  # no more than needed
+    assert set(train).isdisjoint(held) and len(train) + len(held) == 40
+    # a minimum the texts cannot reach: half of them, not all
+    _, held_all = split_texts(ids, 0.1, seed=2, n_tokens=tokens, min_heldout_tokens=10**6)
+    assert len(held_all) == 20
+    # without the minimum: unchanged
+    assert np.array_equal(split_texts(ids, 0.1, seed=2, n_tokens=tokens)[1], held0)
+
+
 def test_split_texts_needs_two_texts():
     with pytest.raises(ValueError, match="at least 2"):
         split_texts([4, 4, 4], 0.5)

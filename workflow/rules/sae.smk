@@ -93,6 +93,7 @@ rule lfp_sae:
         repeat_tokens=LFP["sae"]["repeat_tokens"],
         shuffle_buffer=LFP["sae"]["shuffle_buffer"],
         normalise_inputs=LFP["sae"]["normalise_inputs"],
+        min_heldout_tokens=LFP["sae"]["min_heldout_tokens"],
         heldout_fraction=LFP["heldout_fraction"],
         seed=config["seed"],
     script:

@@ -2,7 +2,7 @@
 
 Snakemake rule `lfp_sae`: input.activations (per-token cache), input.layers (layers.json);
 params: model, task, variant, settings (width/tied/alpha/layers), lr, batch_size, n_examples,
-shuffle_buffer, normalise_inputs, heldout_fraction, repeat_tokens (false: fewer training tokens than n_examples is an error
+shuffle_buffer, normalise_inputs, heldout_fraction, min_heldout_tokens, repeat_tokens (false: fewer training tokens than n_examples is an error
 naming the keys), seed -> output.saes (safetensors, one SAE per layer), output.metrics (Parquet: one
 row per layer), output.history (Parquet: loss curve per layer).
 """
@@ -31,13 +31,18 @@ def main(sm):
     if missing:
         raise ValueError(f"{sm.input.activations}: no activations for layers {missing} (has {sorted(by_layer)})")
     text_ids, n_tokens = cache_token_counts(sm.input.activations)
-    train_ids, heldout_ids = split_texts(text_ids, p.heldout_fraction, seed=p.seed)
+    train_ids, heldout_ids = split_texts(text_ids, p.heldout_fraction, seed=p.seed, n_tokens=n_tokens,
+                                         min_heldout_tokens=p.min_heldout_tokens)
     n_train_tokens = int(n_tokens[np.isin(text_ids, train_ids)].sum())
+    n_heldout_tokens = int(n_tokens[np.isin(text_ids, heldout_ids)].sum())
+    if n_heldout_tokens < p.min_heldout_tokens:
+        log.warning("only %d held-out tokens (lfp.sae.min_heldout_tokens %d): half of the %d texts", n_heldout_tokens,
+                    p.min_heldout_tokens, len(text_ids))
     # n_examples distinct tokens unless lfp.sae.repeat_tokens: stop here, naming the keys, before training
     passes = check_training_tokens(n_train_tokens, len(train_ids), p.n_examples, p.batch_size, p.repeat_tokens,
                                    sm.input.activations)
-    log.info("%d training texts with %d tokens (%.2f passes for %d examples), %d held-out texts", len(train_ids),
-             n_train_tokens, passes, p.n_examples, len(heldout_ids))
+    log.info("%d training texts with %d tokens (%.2f passes for %d examples), %d held-out texts with %d tokens",
+             len(train_ids), n_train_tokens, passes, p.n_examples, len(heldout_ids), n_heldout_tokens)
     saes, metrics, history = train_variant(
         sm.input.activations, {layer: by_layer[layer] for layer in layers}, variant, train_ids, heldout_ids,
         lr=p.lr, batch_size=p.batch_size, n_examples=p.n_examples, shuffle_buffer=p.shuffle_buffer,
@@ -45,6 +50,7 @@ def main(sm):
     meta = {"model": p.model, "task": p.task, "variant": p.variant, **p.settings, "lr": p.lr,
             "batch_size": p.batch_size, "n_examples": p.n_examples, "seed": p.seed, "device": str(device),
             "n_train_texts": len(train_ids), "n_heldout_texts": len(heldout_ids), "n_train_tokens": n_train_tokens,
+            "n_heldout_tokens": n_heldout_tokens, "min_heldout_tokens": p.min_heldout_tokens,
             "token_passes": round(passes, 4), "repeat_tokens": p.repeat_tokens,
             "normalise_inputs": p.normalise_inputs}
     metrics = metrics.assign(model=p.model, task=p.task, variant=p.variant)

@@ -20,13 +20,24 @@ from lensflow.core.config_checks import lfp_token_shortfall, n_heldout_texts
 from lensflow.core.io import TableError
 
 
-def split_texts(text_ids, heldout_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train ids, held-out ids): a seeded random share of whole texts is held out (at least one)."""
-    ids = np.unique(np.asarray(text_ids, dtype=np.int64))
+def split_texts(text_ids, heldout_fraction: float, seed: int = 0, n_tokens=None,
+                min_heldout_tokens: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train ids, held-out ids): a seeded random share of whole texts is held out (at least one).
+
+    With n_tokens (tokens of each text, aligned with distinct `text_ids`) and min_heldout_tokens,
+    further texts of the same seeded order are held out until they hold that many tokens (SAE
+    metrics on a few hundred tokens are noise), but never more than half of the texts.
+    """
+    ids, first = np.unique(np.asarray(text_ids, dtype=np.int64), return_index=True)
     if len(ids) < 2:
         raise ValueError(f"need at least 2 texts to hold some out, got {len(ids)}")
     n_held = n_heldout_texts(len(ids), heldout_fraction)
-    perm = np.random.default_rng(seed).permutation(ids)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    if min_heldout_tokens and n_tokens is not None:
+        tokens = np.asarray(n_tokens, dtype=np.int64)[first][order]  # [texts], in held-out order
+        enough = int(np.searchsorted(np.cumsum(tokens), min_heldout_tokens) + 1)  # texts reaching the minimum
+        n_held = max(n_held, min(enough, len(ids) // 2))
+    perm = ids[order]
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
 
