@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from scipy import stats
+from script_runner import load_script, run_script
 
 from lensflow.core import io
 from lensflow.core.cache import CacheSpec, cache_activations
@@ -263,10 +264,7 @@ def test_script_scores_every_explained_feature_over_a_real_cache(tmp_path, serve
                                               "max_new_tokens": 8},
                       k=3, window=WINDOW, alpha=0.05, n_boot=100, cache_dir=str(tmp_path / "cache"), seed=0),
             resources={}, threads=1, log=[str(tmp_path / "log.txt")])
-    spec = importlib.util.spec_from_file_location("lfp_detection_script", ROOT / "workflow/scripts/lfp_detection.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main(sm)
+    run_script("lfp_detection", sm)
     answers, scores = io.read_table(sm.output.answers), io.read_table(sm.output.scores)
     assert sorted(scores["feature"]) == sorted(alive) and (scores["n_contexts"] == 6).all()
     assert (scores["accuracy"] == 0.5).all()  # the fake says yes to everything
@@ -276,7 +274,7 @@ def test_script_scores_every_explained_feature_over_a_real_cache(tmp_path, serve
     meta = io.read_metadata(sm.output.scores)
     assert meta["k"] == 3 and meta["summary"]["n_scored"] == len(alive)
     assert len(server.requests) == len(answers)
-    script.main(sm)  # a rerun is answered from the cache
+    run_script("lfp_detection", sm)  # a rerun is answered from the cache
     assert len(server.requests) == len(answers)
 
 
@@ -290,13 +288,6 @@ def test_ablation_claim_says_why_nothing_was_zeroed_with_the_detection_numbers()
     rows = ablation_claims(t)
     assert rows[0]["verdict"] == "untestable" and "mean detection accuracy 0.52" in rows[0]["note"]
     assert rows[0]["note"].endswith("so nothing was zeroed")
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / f"workflow/scripts/{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_tables_merge_scores_into_the_explanations_and_summarise_each_run(tmp_path):

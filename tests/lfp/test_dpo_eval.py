@@ -4,9 +4,7 @@ against numpy, and the lfp_dpo -> lfp_dpo_eval scripts end to end."""
 
 import copy
 import hashlib
-import importlib.util
 import json
-from pathlib import Path
 from types import SimpleNamespace as NS
 
 import numpy as np
@@ -14,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from tiny_models import save_tiny, tiny_model, tiny_tokenizer
+from script_runner import run_script
 
 from lensflow.core import io, models
 from lensflow.lfp.finetune.dpo import DPOHyper
@@ -142,14 +141,6 @@ def test_preference_summary_against_numpy():
     assert s.loc[("implicit_accuracy", "base"), "value"] == 0.0
 
 
-def _run(script, sm):
-    path = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / f"{script}.py"
-    spec = importlib.util.spec_from_file_location(script, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(sm)
-
-
 def test_dpo_then_heldout_eval_scripts(tmp_path, monkeypatch):
     """lfp_dpo trains only on pairs of prompts the split left to it; lfp_dpo_eval scores exactly the
     held-out ones, base vs tuned, and records the split."""
@@ -168,7 +159,7 @@ def test_dpo_then_heldout_eval_scripts(tmp_path, monkeypatch):
     monkeypatch.setattr(dpo, "train_dpo", spy)
     hyper = {"learning_rate": 1e-2, "max_steps": 2, "batch_size": 2, "max_length": 64, "max_prompt_length": 32,
              "warmup_steps": 0}
-    _run("lfp_dpo", NS(input=NS(model=str(base), pairs=str(tmp_path / "pairs.parquet")),
+    run_script("lfp_dpo", NS(input=NS(model=str(base), pairs=str(tmp_path / "pairs.parquet")),
                        output=NS(model=str(tmp_path / "tuned"), log=str(tmp_path / "log.tsv"),
                                  meta=str(tmp_path / "meta.json")),
                        params=NS(model="tiny", task="toxic", hyper=hyper, n_heldout=3, seed=0),
@@ -179,7 +170,7 @@ def test_dpo_then_heldout_eval_scripts(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "tuned" / models.MANIFEST).read_text())["source"]["pairs"] == rec
 
     out = NS(pairs=str(tmp_path / "eval_pairs.parquet"), summary=str(tmp_path / "eval_preferences.parquet"))
-    _run("lfp_dpo_eval", NS(input=NS(base=str(base), tuned=str(tmp_path / "tuned"), pairs=str(tmp_path / "pairs.parquet")),
+    run_script("lfp_dpo_eval", NS(input=NS(base=str(base), tuned=str(tmp_path / "tuned"), pairs=str(tmp_path / "pairs.parquet")),
                             output=out, params=NS(hyper=hyper, batch_size=4, n_boot=200, seed=0),
                             log=[str(tmp_path / "eval.log")], resources={}, threads=1))
     scored = io.read_table(out.pairs)

@@ -1,9 +1,7 @@
 """RL fine-tuning for the VADER task: prompts, a tiny real TRL run, and the evaluation helpers."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace as NS
 
 import numpy as np
@@ -11,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats as sps
+from script_runner import run_script
 
 from lensflow.core import models
 from lensflow.core.stats import bootstrap_mean, bootstrap_mean_diff
@@ -197,14 +196,6 @@ class _Params(NS):
         return getattr(self, key, default)
 
 
-def _run(script, sm):
-    path = Path(__file__).resolve().parents[2] / "workflow" / "scripts" / f"{script}.py"
-    spec = importlib.util.spec_from_file_location(script, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(sm)
-
-
 def test_one_epoch_run_then_heldout_eval(tmp_path, monkeypatch):
     """The paper config's case: max_steps 0 trains on every prompt it is given, and the evaluation
     still gets n_prompts prompts the policy never saw."""
@@ -227,7 +218,7 @@ def test_one_epoch_run_then_heldout_eval(tmp_path, monkeypatch):
     common = dict(min_chars=200, prompt_tokens=[2, 4], seed=0)
     hyper = {"batch_size": 4, "num_generations": 2, "max_steps": 0, "warmup_steps": 0, "min_new_tokens": 2,
              "max_new_tokens": 3}
-    _run("lfp_rl", NS(input=NS(model=str(base), texts=str(tmp_path / "texts.parquet"),
+    run_script("lfp_rl", NS(input=NS(model=str(base), texts=str(tmp_path / "texts.parquet"),
                                lexicon=str(tmp_path / "lexicon.parquet")),
                       output=NS(model=str(tmp_path / "tuned"), log=str(tmp_path / "log.tsv"),
                                 meta=str(tmp_path / "meta.json")),
@@ -239,7 +230,7 @@ def test_one_epoch_run_then_heldout_eval(tmp_path, monkeypatch):
     assert meta["steps"] == len(trained) // 4  # one epoch over the training part
     out = NS(rewards=str(tmp_path / "r.parquet"), completions=str(tmp_path / "c.parquet"),
              words=str(tmp_path / "w.parquet"))
-    _run("lfp_rl_eval", NS(input=NS(base=str(base), tuned=str(tmp_path / "tuned"), texts=str(tmp_path / "texts.parquet"),
+    run_script("lfp_rl_eval", NS(input=NS(base=str(base), tuned=str(tmp_path / "tuned"), texts=str(tmp_path / "texts.parquet"),
                                     lexicon=str(tmp_path / "lexicon.parquet")),
                            output=out, log=[str(tmp_path / "eval.log")], resources={}, threads=1,
                            params=_Params(n_prompts=6, n_samples=1, hyper=hyper, **common)))
