@@ -355,7 +355,7 @@ rule el_domains:
         model=lambda wc: wc.model,
         dataset=lambda wc: wc.dataset,
         tau=EL_TAU,
-        categories=EL.get("categories", ""),
+        categories=EL["categories"],
         n_clusters=0,
         n_perm=EL["n_perm"],
         seed=config["seed"],

@@ -73,7 +73,7 @@ def el_endpoint(wc):
 def el_categories_files():
     """Domain labels for el_domains: a prepared data set of kind categories, a CSV or Parquet
     path (concept,category), or nothing (expertlens.categories unset: untestable)."""
-    name = EL.get("categories", "")
+    name = EL["categories"]
     if not name:
         return []
     return [f"results/data/{name}.parquet" if name in DATA else name]

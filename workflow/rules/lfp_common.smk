@@ -29,6 +29,12 @@ def lfp_task_table(task):
     return f"results/data/{FT['reviews']}.parquet"
 
 
+def lfp_section_tasks(section):
+    """The tasks an optional LFP part runs for (lfp.<section>.tasks); unset: every task. The one
+    place that default is applied (the schema cannot name "every task")."""
+    return LFP[section].get("tasks", list(FT["tasks"]))
+
+
 def lfp_variants(model, task):
     """SAE variant name -> settings (lensflow.lfp.sae.train.Variant) for one tuned model."""
     sae, abl = LFP["sae"], LFP["ablations"]
@@ -36,7 +42,7 @@ def lfp_variants(model, task):
     alpha = sae["alpha_by_model"].get(model, sae["alpha"])
     base = dict(tied=sae["tied"], alpha=alpha, layers="highest")
     out = {"n": dict(base, width=small), "2n": dict(base, width=big)}
-    if task not in abl.get("tasks", list(FT["tasks"])):
+    if task not in lfp_section_tasks("ablations"):
         return out
     for a in abl["l1_sweep"]:
         if a != base["alpha"]:
