@@ -102,9 +102,9 @@ BAD = {
     "detection alpha out of range": (_set(["lfp", "detection", "alpha"], 1.5), "lfp.detection.alpha"),
     # 24 held-out + 16 steps x 8 prompts cannot come from at most 100 reviews
     "rl prompts beyond the reviews' max_rows": (_set(["data", "reviews", "max_rows"], 100), "finetune.eval.n_prompts"),
-    # 24 held-out prompts + one batch of 4 training pairs cannot come from at most 20 synthetic prompts
+    # 16 held-out prompts + one batch of 4 training pairs cannot come from at most 18 synthetic prompts
     "dpo held-out prompts beyond the synthetic prompts": (
-        _set(["finetune", "synthetic_preferences", "hh-synthetic", "n_prompts"], 20), "finetune.dpo_eval.n_prompts"),
+        _set(["finetune", "synthetic_preferences", "hh-synthetic", "n_prompts"], 18), "finetune.dpo_eval.n_prompts"),
     "dpo held-out prompts below 2": (_set(["finetune", "dpo_eval", "n_prompts"], 1), "finetune.dpo_eval.n_prompts"),
 }
 

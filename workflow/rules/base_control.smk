@@ -4,7 +4,9 @@
 # base model already encodes about the substituted words (lensflow.lfp.probes.base_control).
 
 # The (model, task) runs whose probe is repeated on the base model (lfp.base_control.tasks).
-LFP_CONTROL_RUNS = [(m, t) for m, t in LFP_RUNS if t in lfp_section_tasks("base_control")]
+LFP_CONTROL_RUNS = [
+    (m, t) for m, t in LFP_RUNS if t in lfp_section_tasks("base_control")
+]
 
 
 use rule lfp_activations as lfp_base_activations with:

@@ -1,11 +1,10 @@
 """A capacity plan from the config: disk, peak host and GPU memory and GPU-hours of every job.
 
 The jobs are those of a dry-run of the whole DAG (`snakemake -n` in an empty folder, parsed by
-model_sizes.jobs_of_dry_run), so the plan follows the rules without a copy of them; the sizes come
-from the model registry (lensflow.core.model_sizes: exact parameters and module widths) and the config
-(concepts x sentences, batch sizes, n_texts, max_length, steps). Estimates from the formulas below,
-not measurements; the assumptions are the constants. A size known only once the data is read takes
-an upper bound from the config (e.g. every ExpertLens concept with all its n_positive sentences).
+model_sizes.jobs_of_dry_run), so the plan follows the rules without a copy of them; sizes come from the
+model registry (model_sizes: exact parameters and module widths) and the config (concepts x sentences,
+batch sizes, n_texts, max_length, steps). Estimates from the formulas below, not measurements; the
+assumptions are the constants; a size known only from the data takes an upper bound from the config.
 workflow/scripts/capacity_plan.py prints it; README.md shows it for paper.yaml.
 
 Formulas (B = bytes, P = parameters, W = P x bytes of the registry dtype, h = hidden size,
@@ -210,6 +209,12 @@ class Planner:
         return Est(host=HOST_GPU_GB + 2 * self.w(wc["model"]), gpu=self.infer_gpu(wc["model"], 64 * 32),
                    hours=self.hours(decode_steps=steps, weights_gb=self.w(wc["model"])))
 
+    def lfp_dpo_eval(self, wc) -> Est:  # held-out pairs, chosen + rejected, through base and tuned policy
+        m, ev, ft = wc["model"], self.cfg["finetune"]["dpo_eval"], self.cfg["finetune"]["tasks"][wc["task"]]
+        bt = 2 * ev["batch_size"] * {**dpo_hyper_defaults(), **ft["hyper"]}["max_length"]
+        return Est(host=HOST_GPU_GB + 2 * self.w(m), gpu=self.infer_gpu(m, bt, self.w(m)),
+                   hours=self.hours(2 * 2 * self.d(m).params * bt * math.ceil(ev["n_prompts"] / ev["batch_size"])))
+
     def lfp_divergence(self, wc) -> Est:  # base and tuned weights (fp32) on the host
         return Est(host=HOST_CPU_GB + self.w(wc["model"]) + self.w(wc["model"], "float32"))
 
@@ -222,8 +227,6 @@ class Planner:
                    gpu=self.infer_gpu(m, bt, bt * k * d.h * 4 / GB), hours=self.hours(2 * d.params * tokens),
                    note=f"<= {tokens:,} tokens x {k} layers x {d.h} ({lfp['dtype']})")
 
-    lfp_base_activations = lfp_activations
-
     def lfp_sae(self, wc) -> Est:
         sae, d, k = self.cfg["lfp"]["sae"], self.d(wc["model"]), self.cfg["finetune"]["divergence_k"]
         n_hidden = max(sae["widths"]) * d.h
@@ -234,8 +237,6 @@ class Planner:
                    hours=self.hours(6 * 2 * d.h * n_hidden * sae["n_examples"] * k, steps=steps, step_s=SAE_STEP_S),
                    note=f"{k} layers x AE {d.h}->{n_hidden} (the widest variant)")
 
-    lfp_base_sae = lfp_sae
-
     def lfp_probe_data(self, wc) -> Est:  # the triples' 3 texts through the model, AE_n codes of k layers
         m, lfp, d, k = wc["model"], self.cfg["lfp"], self.d(wc["model"]), self.cfg["finetune"]["divergence_k"]
         tokens = lfp["triples"]["n_triples"] * 3 * lfp["max_length"]
@@ -243,7 +244,8 @@ class Planner:
                    gpu=self.infer_gpu(m, 16 * lfp["max_length"], k * d.h * d.h * 4 / GB),
                    hours=self.hours(2 * d.params * tokens))
 
-    lfp_base_probe_data = lfp_probe_data
+    # the base-model control's jobs cost what the tuned model's do
+    lfp_base_activations, lfp_base_sae, lfp_base_probe_data = lfp_activations, lfp_sae, lfp_probe_data
 
     def lfp_records(self, wc) -> Est:  # streams the per-token cache: one Arrow batch of one module + codes
         return Est(host=HOST_CPU_GB + 65536 * self.d(wc["model"]).h * 4 * 2 / GB + 2**27 / GB)
@@ -261,16 +263,15 @@ class Planner:
             ("+ gradient checkpointing (hyper gradient_checkpointing: true)", self.lfp_dpo(wc, True)),
             ("+ 8-bit AdamW moments (DPOConfig optim adamw_torch_8bit: torchao, or paged_adamw_8bit: "
              "bitsandbytes; neither in envs/torch.yaml, not wired)", self.lfp_dpo(wc, True, states_b=10)),
-            ("LoRA (peft, not in envs/torch.yaml, not wired; frozen fp32 base, reference = base without adapters; "
-             "changes which weights move, so the layer divergence LFP picks its layers by)",
-             self.lfp_dpo(wc, True, states_b=4, ref_b=0)),
+            ("LoRA (peft, not in envs/torch.yaml, not wired; frozen fp32 base, reference = base without "
+             "adapters; changes which weights move: the divergence LFP picks layers by)", self.lfp_dpo(wc, True, 4, 0)),
         ]
 
 
 ESTIMATED = ("materialise_model", "cache_activations", "el_expertise", "el_expertise_streaming", "el_similarity",
              "el_dataset_generated", "el_baseline_minilm", "el_causal", "lfp_rl", "lfp_rl_eval", "lfp_dpo",
-             "lfp_divergence", "lfp_activations", "lfp_base_activations", "lfp_sae", "lfp_base_sae", "lfp_probe_data",
-             "lfp_base_probe_data", "lfp_records", "lfp_ablation")
+             "lfp_dpo_eval", "lfp_divergence", "lfp_activations", "lfp_base_activations", "lfp_sae", "lfp_base_sae",
+             "lfp_probe_data", "lfp_base_probe_data", "lfp_records", "lfp_ablation")
 
 
 def plan(cfg: dict, jobs: list[dict], root=".") -> tuple[list[dict], list[dict]]:
