@@ -292,7 +292,7 @@ if LFP:
         conda:
             "../../envs/analysis.yaml"
         params:
-            dpi=fig_dpi("lfp_sae"),
+            dpi=fig_dpi("lfp_l1_sweep"),
         script:
             "../scripts/fig_lfp_l1_sweep.py"
 
