@@ -13,6 +13,7 @@ from lensflow.lfp.claims import ablation_claims, activity_claims, overlap_claims
 from lensflow.lfp.probes.evaluate import MEASURE_COLUMNS, evaluate_logistic, evaluate_regression
 from lensflow.lfp.probes.triples import corpus_lexicon
 from lensflow.lfp.sae.overlap import explained_features, feature_overlap
+from lensflow.core.stats import bootstrap_mean
 from lensflow.lfp.sae.tables import MEASURES, overlap_summary, random_mmcs, sae_summary
 
 # --- sae_summary ----------------------------------------------------------------------------------
@@ -128,6 +129,10 @@ def test_overlap_summary_per_layer():
         assert r["n_features"] == len(cos)
         assert r["frac_cos_above_0.7"] == pytest.approx((cos > 0.7).mean())
         assert r["mmcs_random"] == random_mmcs(8, 8, 16, seed=3)
+        by_feature = overlap.loc[overlap.layer == r["layer"]].sort_values("small_feature")["cosine"].to_numpy()
+        ref = bootstrap_mean(by_feature, seed=3 + int(r["layer"]))
+        assert (r["mmcs_ci_low"], r["mmcs_ci_high"]) == pytest.approx((ref.ci_low, ref.ci_high))
+        assert r["mmcs_ci_low"] < r["mmcs"] < r["mmcs_ci_high"]
 
 
 # --- explained_features ---------------------------------------------------------------------------
@@ -229,6 +234,12 @@ def test_overlap_claims():
     assert rows[0]["value"] == pytest.approx(0.3) and rows[0]["ci_low"] == pytest.approx(0.2)
     assert rows[0]["ci_high"] == pytest.approx(0.4) and rows[0]["n"] == 3
     assert rows[1]["ci_low"] == pytest.approx(-0.1)
+    # with per-layer CIs: every layer's CI must clear the chance level
+    ov = ov.assign(mmcs_ci_low=ov["mmcs"] - 0.25, mmcs_ci_high=ov["mmcs"] + 0.05)
+    rows = overlap_claims(ov)
+    assert [r["verdict"] for r in rows] == ["not supported", "not supported"]  # layer 2: 0.25 < 0.3
+    assert rows[0]["ci_low"] == pytest.approx(-0.05) and rows[0]["ci_high"] == pytest.approx(0.45)
+    assert overlap_claims(ov.assign(mmcs_ci_low=ov["mmcs"] - 0.15))[0]["verdict"] == "supported"
 
 
 def activity_frame(reason):

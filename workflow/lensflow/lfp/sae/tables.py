@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lensflow.core.stats import bootstrap_mean
+
 from .overlap import feature_overlap
 
 KEYS = ["model", "task", "variant"]
@@ -58,13 +60,16 @@ def random_mmcs(d_in: int, n_small: int, n_big: int, seed: int = 0) -> float:
 
 def overlap_summary(overlap: pd.DataFrame, n_features: int, d_in: int, n_small: int, n_big: int,
                     seed: int = 0, chance: float | None = None) -> pd.DataFrame:
-    """Per layer: MMCS, its chance level, and the matched cosine of the top n_features (explained)."""
+    """Per layer: MMCS with a percentile bootstrap 95% CI over AE_n's features, its chance level, and
+    the matched cosine of the top n_features (explained)."""
     if chance is None:  # lfp_overlap computes it once and stores it in the overlap table's metadata
         chance = random_mmcs(d_in, n_small, n_big, seed)
     rows = []
     for layer, g in overlap.groupby("layer"):
         top = g.nlargest(n_features, "cosine")["cosine"]
-        rows.append({"layer": int(layer), "mmcs": float(g["cosine"].mean()), "mmcs_random": chance,
+        ci = bootstrap_mean(g.sort_values("small_feature")["cosine"].to_numpy(float), seed=seed + int(layer))
+        rows.append({"layer": int(layer), "mmcs": ci.mean, "mmcs_ci_low": ci.ci_low, "mmcs_ci_high": ci.ci_high,
+                     "mmcs_random": chance,
                      "top_mean_cosine": float(top.mean()), "top_min_cosine": float(top.min()),
                      "n_features": len(g), "frac_cos_above_0.7": float((g["cosine"] > 0.7).mean())})
     return pd.DataFrame(rows)
