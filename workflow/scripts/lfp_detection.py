@@ -52,7 +52,7 @@ def main(sm):
     device = pick_device(sm.resources.get("gpu", 0), sm.threads)
     explanations = io.read_table(sm.input.explanations)
     contexts = contexts_of_run(sm, explanations, io.read_table(sm.input.records), device)
-    client = make_client(p.explainer, p.cache_dir, sm.input.explainer[0] if sm.input.explainer else None, device)
+    client = make_client(p.explainer, p.cache_dir, list(sm.input.explainer), device)
     answers = run_detection(client, explanations, contexts, p.seed)
     scores = feature_scores(answers, explanations, alpha=p.alpha, n_boot=p.n_boot, seed=p.seed)
     summary = run_summary(scores, n_boot=p.n_boot, seed=p.seed)

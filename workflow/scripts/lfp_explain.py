@@ -18,7 +18,7 @@ def main(sm):
     seed_everything(p.seed)
     device = pick_device(sm.resources.get("gpu", 0), sm.threads)
     features = io.read_table(sm.input.features)
-    client = make_client(p.explainer, p.cache_dir, sm.input.explainer[0] if sm.input.explainer else None, device)
+    client = make_client(p.explainer, p.cache_dir, list(sm.input.explainer), device)
     out = explain_table(client, features, p.description)
     meta = {"model": p.model, "seed": p.seed, "backend": p.explainer["backend"], "explainer": p.explainer["model"],
             "description": p.description}

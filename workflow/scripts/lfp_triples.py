@@ -31,7 +31,7 @@ def main(sm):
         triples = rewrite_triples(list(dict.fromkeys(table["prompt"])), p.kind, p.n_triples, seed=p.seed)
     else:
         device = pick_device(sm.resources.get("gpu", 0), sm.threads)
-        client = make_client(p.rewriter, p.cache_dir, sm.input.rewriter[0] if sm.input.rewriter else None, device)
+        client = make_client(p.rewriter, p.cache_dir, list(sm.input.rewriter), device)
         entries = list(dict(zip(table["prompt"], table["chosen"])).items())  # one entry per prompt
         triples, dropped = llm_rewrite_triples(entries, p.kind, p.n_triples, client, seed=p.seed)
         log.info("rewriter %s/%s; cache %s", p.rewriter["backend"], p.rewriter["model"],

@@ -32,8 +32,11 @@ def make_client(spec: dict, cache_dir, model_path=None, device="cpu"):
     """The LLM client a config block asks for (lfp.explainer, lfp.triples.rewriter).
 
     spec: backend ("openai" | "local"), model, and for openai base_url, api_key_env, timeout,
-    max_retries; max_new_tokens for both. model_path: the local model's folder (backend local).
+    max_retries; max_new_tokens for both. model_path: the local model's folder (backend local), or
+    a rule's optional input holding it (a list: empty for an endpoint, [folder] for a local model).
     """
+    if isinstance(model_path, (list, tuple)):
+        model_path = model_path[0] if model_path else None
     if spec["backend"] == "openai":
         return OpenAIClient(spec["base_url"], spec["model"], cache_dir=cache_dir, api_key_env=spec.get("api_key_env"),
                             timeout=spec["timeout"], max_retries=spec["max_retries"],
