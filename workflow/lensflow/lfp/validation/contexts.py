@@ -18,10 +18,14 @@ token and the `window` tokens before it in the same text, the same view the expl
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
-from lensflow.lfp.validation.records import _encode_features, _open_token_cache, _record_line
+from lensflow.core import io
+from lensflow.lfp.sae.model import load_saes
+from lensflow.lfp.validation.records import _encode_features, _open_token_cache, _record_line, token_table
 
 CONTEXT_COLUMNS = {"feature": "int64", "context": "int64", "activating": "bool", "text_id": "int64",
                    "position": "int64", "activation": "float64", "window_max": "float64", "quantile": "float64",
@@ -127,3 +131,28 @@ def context_texts(contexts: pd.DataFrame, tokens: pd.DataFrame, tokenizer, windo
         raise ValueError(f"token table lacks texts {sorted(missing)[:5]} that the contexts refer to")
     return [_record_line(ids[int(t)], int(p), tokenizer, window, None)
             for t, p in zip(contexts["text_id"], contexts["position"])]
+
+
+def run_contexts(activations, saes_path, layers_path, tokenizer_dir, explanations: pd.DataFrame,
+                 records: pd.DataFrame, k: int, window: int, seed: int, device="cpu") -> pd.DataFrame:
+    """Held-out contexts of every explained feature of a run, with their text, over its highest layers
+    (draw_contexts per layer; texts of the records shown to the explainer are left out)."""
+    from transformers import AutoTokenizer  # heavy: only the rule's job needs it
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    saes, _ = load_saes(saes_path, device=device)
+    meta = io.read_metadata(activations)
+    module_of = dict(zip(meta["layers"], meta["modules"]))
+    out = []
+    for layer in json.loads(open(layers_path).read())["highest"]:
+        feats = sorted(explanations.loc[explanations["layer"] == layer, "feature"].astype(int))
+        if not feats:
+            continue
+        tokens, codes = feature_codes(activations, module_of[layer], saes[layer], feats)
+        mine = records[records["layer"] == layer]
+        shown = {int(f): set(g["text_id"].astype(int)) for f, g in mine.groupby("feature")}
+        ctx = draw_contexts(tokens, codes, feats, shown, k, window, seed)
+        ids = token_table(activations, text_ids=ctx["text_id"].unique()) if len(ctx) else None
+        out.append(ctx.assign(layer=layer, text=context_texts(ctx, ids, tok, window) if len(ctx) else []))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["layer", "feature", "context",
+                                                                                "activating", "text"])
