@@ -180,18 +180,72 @@ def test_rl_prompts_must_fit_the_reviews_before_any_job_runs():
         validate_config(cfg)
 
 
-def test_rl_hyper_defaults_read_without_importing_torch():
-    """config_checks.py reads RLHyper's and DPOHyper's defaults from rl.py's and dpo.py's source
-    (importing them would load torch into every Snakemake parse, and core imports no lfp module);
-    they must be the dataclasses' own."""
+def test_trainer_dataclasses_take_their_defaults_from_the_schema():
+    """The schema's definitions rl_hyper / dpo_hyper own the trainers' hyperparameter defaults:
+    RLHyper() and DPOHyper() are exactly them (same keys, same values), so a default or a field
+    changed on one side only fails here."""
     from dataclasses import asdict
 
-    from lensflow.core.config_checks import dpo_hyper_defaults, rl_hyper_defaults
+    from lensflow.core.defaults import hyper_defaults, load_schema
     from lensflow.lfp.finetune.dpo import DPOHyper
     from lensflow.lfp.finetune.rl import RLHyper
 
-    assert rl_hyper_defaults() == asdict(RLHyper())
-    assert dpo_hyper_defaults() == asdict(DPOHyper())
+    defs = load_schema()["definitions"]
+    for cls, name, methods in ((RLHyper, "rl_hyper", ("rl", "rloo", "grpo")), (DPOHyper, "dpo_hyper", ("dpo",))):
+        schema_defaults = {k: v["default"] for k, v in defs[name]["properties"].items()}
+        assert asdict(cls()) == schema_defaults
+        assert all(hyper_defaults(m) == schema_defaults for m in methods)
+    with pytest.raises(ValueError, match="unknown RL hyperparameter"):
+        RLHyper.from_dict({"max_length": 8})  # a DPO key
+    assert RLHyper.from_dict({"max_steps": 3}) == RLHyper(max_steps=3)
+
+
+def test_config_hyper_keys_are_the_trainers_and_are_not_filled_in():
+    """Every finetune.tasks.<name>.hyper key takes its type and bounds from the trainer that uses it
+    (rl_hyper first for a shared key, whose bounds must then be dpo_hyper's too); seed and bf16 are no
+    config keys. Validation leaves hyper as written (a rule param); task_hyper adds the method's
+    defaults."""
+    from lensflow.core.defaults import load_schema, task_hyper
+
+    schema = load_schema()
+    hyper = schema["properties"]["finetune"]["properties"]["tasks"]["additionalProperties"]["properties"]["hyper"]
+    rl, dpo = (schema["definitions"][d]["properties"] for d in ("rl_hyper", "dpo_hyper"))
+    assert set(hyper["properties"]) == (set(rl) | set(dpo)) - {"seed", "bf16"}
+    for key, spec in hyper["properties"].items():
+        assert spec == {"$ref": f"#/definitions/{'rl_hyper' if key in rl else 'dpo_hyper'}/properties/{key}"}
+    bounds = lambda spec: {k: v for k, v in spec.items() if k not in ("default", "description")}  # noqa: E731
+    assert {k: bounds(rl[k]) for k in set(rl) & set(dpo)} == {k: bounds(dpo[k]) for k in set(rl) & set(dpo)}
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["finetune"]["tasks"]["vader"]["hyper"] = {"max_steps": 3}
+    task = validate_config(cfg)["finetune"]["tasks"]["vader"]
+    assert task["hyper"] == {"max_steps": 3}
+    assert task_hyper(task) == {**{k: v["default"] for k, v in rl.items()}, "max_steps": 3}
+    assert task_hyper({"method": "dpo", "hyper": {}})["max_length"] == dpo["max_length"]["default"]
+    cfg["finetune"]["tasks"]["vader"]["hyper"] = {"top_p": 1.5}
+    with pytest.raises(ConfigError, match=r"finetune\.tasks\.vader\.hyper\.top_p"):
+        validate_config(cfg)
+
+
+def test_lfp_sections_run_for_every_task_unless_listed():
+    from lensflow.core.defaults import lfp_section_tasks
+
+    cfg = {"finetune": {"tasks": {"a": {}, "b": {}}}, "lfp": {"ablations": {}, "base_control": {"tasks": ["b"]}}}
+    assert lfp_section_tasks(cfg, "ablations") == ["a", "b"]
+    assert lfp_section_tasks(cfg, "base_control") == ["b"]
+
+
+def test_core_config_reads_the_trainer_defaults_without_torch():
+    """The config checks and the capacity plan read the trainers' defaults from the schema; importing
+    them (every Snakemake parse does) loads neither torch nor transformers."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; import lensflow.core.config, lensflow.core.capacity, lensflow.core.capacity_report; "
+            "heavy = {'torch', 'transformers'} & set(sys.modules); assert not heavy, sorted(heavy)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")})
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_bf16_autocast_is_auto_by_default_and_in_both_configs():

@@ -5,7 +5,7 @@
 
 # The (model, task) runs whose probe is repeated on the base model (lfp.base_control.tasks).
 LFP_CONTROL_RUNS = [
-    (m, t) for m, t in LFP_RUNS if t in lfp_section_tasks("base_control")
+    (m, t) for m, t in LFP_RUNS if t in lfp_section_tasks(config, "base_control")
 ]
 
 

@@ -1,6 +1,8 @@
 # Learned Feedback Patterns after fine-tuning: the runs, registrations and helpers of the SAE,
 # probe, base-control, validation and table rule files (sae.smk ... lfp_tables.smk; figures.smk).
 # Rule files hold no functions (snakemake --lint), so each file's own helpers are here too.
+# lfp_section_tasks(config, part): lfp.<part>.tasks, unset every task (one owner of that default).
+from lensflow.core.defaults import lfp_section_tasks
 
 LFP_RUNS = FT_RUNS  # every tuned (model, task)
 # Wildcard constraints: a tuned model's base, a fine-tuning task.
@@ -29,12 +31,6 @@ def lfp_task_table(task):
     return f"results/data/{FT['reviews']}.parquet"
 
 
-def lfp_section_tasks(section):
-    """The tasks an optional LFP part runs for (lfp.<section>.tasks); unset: every task. The one
-    place that default is applied (the schema cannot name "every task")."""
-    return LFP[section].get("tasks", list(FT["tasks"]))
-
-
 def lfp_variants(model, task):
     """SAE variant name -> settings (lensflow.lfp.sae.train.Variant) for one tuned model."""
     sae, abl = LFP["sae"], LFP["ablations"]
@@ -42,7 +38,7 @@ def lfp_variants(model, task):
     alpha = sae["alpha_by_model"].get(model, sae["alpha"])
     base = dict(tied=sae["tied"], alpha=alpha, layers="highest")
     out = {"n": dict(base, width=small), "2n": dict(base, width=big)}
-    if task not in lfp_section_tasks("ablations"):
+    if task not in lfp_section_tasks(config, "ablations"):
         return out
     for a in abl["l1_sweep"]:
         if a != base["alpha"]:

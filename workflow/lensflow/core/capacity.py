@@ -25,7 +25,8 @@ import math
 from dataclasses import asdict, dataclass
 
 from .config import expand_models
-from .config_checks import dpo_hyper_defaults, rl_hyper_defaults, rl_train_prompts
+from .config_checks import rl_train_prompts
+from .defaults import lfp_section_tasks, task_hyper
 from .model_sizes import DTYPE_B, Dims, model_dims
 
 GB = 1e9
@@ -177,14 +178,13 @@ class Planner:
 
     # --- LFP --------------------------------------------------------------------------------------
     def lfp_layers(self, model, task) -> int:  # cached layers: k highest, + k lowest where the ablation runs
-        ft, abl = self.cfg["finetune"], self.cfg["lfp"]["ablations"]
-        sel = 1 + (abl["lowest_layers"] and task in abl.get("tasks", list(ft["tasks"])))
-        return min(self.d(model).layers, ft["divergence_k"] * sel)
+        sel = 1 + (self.cfg["lfp"]["ablations"]["lowest_layers"] and task in lfp_section_tasks(self.cfg, "ablations"))
+        return min(self.d(model).layers, self.cfg["finetune"]["divergence_k"] * sel)
 
     def lfp_rl(self, wc) -> Est:
         m, ft = wc["model"], self.cfg["finetune"]
         t = ft["tasks"][wc["task"]]
-        hy = {**rl_hyper_defaults(), **t["hyper"]}
+        hy = task_hyper(t)
         n = rl_train_prompts(hy, t.get("n_prompts")) or self.rows(ft["reviews"]) - ft["eval"]["n_prompts"]
         seq = ft["prompt_tokens"][1] + hy["max_new_tokens"]
         tokens = n * hy["num_generations"] * seq * hy["num_iterations"]
@@ -195,7 +195,7 @@ class Planner:
                    note=f"{n:,} prompts x {hy['num_generations']} completions of <= {seq} tokens")
 
     def lfp_dpo(self, wc, checkpointing=None, states_b=16, ref_b=4) -> Est:
-        m, hy = wc["model"], {**dpo_hyper_defaults(), **self.cfg["finetune"]["tasks"][wc["task"]]["hyper"]}
+        m, hy = wc["model"], task_hyper(self.cfg["finetune"]["tasks"][wc["task"]])
         ckpt = hy["gradient_checkpointing"] if checkpointing is None else checkpointing
         tokens = 2 * hy["batch_size"] * hy["max_length"]  # chosen + rejected, padded to max_length (upper bound)
         flops = hy["max_steps"] * tokens * self.d(m).params * (6 + 2 + 2 * ckpt)  # policy fwd+bwd, reference fwd
@@ -204,14 +204,14 @@ class Planner:
                    note=("gradient checkpointing; " if ckpt else "") + f"{hy['max_steps']:,} steps x {tokens:,} tokens")
 
     def lfp_rl_eval(self, wc) -> Est:  # base and tuned policy sample the held-out prompts, batches of 64
-        ev, hy = self.cfg["finetune"]["eval"], {**rl_hyper_defaults(), **self.cfg["finetune"]["tasks"][wc["task"]]["hyper"]}
+        ev, hy = self.cfg["finetune"]["eval"], task_hyper(self.cfg["finetune"]["tasks"][wc["task"]])
         steps = 2 * math.ceil(ev["n_prompts"] * ev["n_samples"] / 64) * hy["max_new_tokens"]
         return Est(host=HOST_GPU_GB + 2 * self.w(wc["model"]), gpu=self.infer_gpu(wc["model"], 64 * 32),
                    hours=self.hours(decode_steps=steps, weights_gb=self.w(wc["model"])))
 
     def lfp_dpo_eval(self, wc) -> Est:  # held-out pairs, chosen + rejected, through base and tuned policy
         m, ev, ft = wc["model"], self.cfg["finetune"]["dpo_eval"], self.cfg["finetune"]["tasks"][wc["task"]]
-        bt = 2 * ev["batch_size"] * {**dpo_hyper_defaults(), **ft["hyper"]}["max_length"]
+        bt = 2 * ev["batch_size"] * task_hyper(ft)["max_length"]
         return Est(host=HOST_GPU_GB + 2 * self.w(m), gpu=self.infer_gpu(m, bt, self.w(m)),
                    hours=self.hours(2 * 2 * self.d(m).params * bt * math.ceil(ev["n_prompts"] / ev["batch_size"])))
 

@@ -15,8 +15,7 @@ import jsonschema
 import yaml
 
 from .config_checks import el_problems, finetune_problems, finetune_references, lfp_problems, lfp_references
-
-SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+from .defaults import load_schema
 
 
 class ConfigError(ValueError):
@@ -134,7 +133,7 @@ def validate_config(cfg: dict, source: str = "config") -> dict:
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: the config must be a mapping, got {type(cfg).__name__}")
     given, cfg = copy.deepcopy(cfg), copy.deepcopy(cfg)  # `given`: as written, before defaults
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = load_schema()
     errors = sorted(_Validator(schema).iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = sorted({_describe(e) for e in errors})

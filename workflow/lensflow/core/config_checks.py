@@ -7,9 +7,9 @@ these checks in validate_config.
 
 from __future__ import annotations
 
-import ast
 import math
-from pathlib import Path
+
+from .defaults import task_hyper
 
 
 def el_problems(cfg: dict):
@@ -156,37 +156,11 @@ def finetune_references(cfg: dict, models: set, texts: set):
             yield f"finetune.synthetic_preferences.{name}.corpora.{i}", c, "data (kind: texts)", texts
 
 
-# The fine-tuning trainers' hyperparameter dataclasses, read as source (rl_hyper_defaults says why).
-FINETUNE = Path(__file__).resolve().parents[1] / "lfp" / "finetune"
-
-
-def _dataclass_defaults(source: Path, name: str) -> dict:
-    """Field defaults of the dataclass `name` in the module file `source`, from its source."""
-    tree = ast.parse(source.read_text(encoding="utf-8"))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
-    return {f.target.id: ast.literal_eval(f.value) for f in cls.body
-            if isinstance(f, ast.AnnAssign) and f.value is not None}
-
-
-def rl_hyper_defaults() -> dict:
-    """lensflow.lfp.finetune.rl.RLHyper's field defaults, read from rl.py's source rather than
-    imported: importing it loads torch and transformers, which every Snakemake parse would then pay
-    for (and the Snakemake environment need not have them), and lensflow.core imports no lfp module.
-    tests/core/test_config.py checks they are the dataclass's."""
-    return _dataclass_defaults(FINETUNE / "rl.py", "RLHyper")
-
-
-def dpo_hyper_defaults() -> dict:
-    """lensflow.lfp.finetune.dpo.DPOHyper's field defaults, read like rl_hyper_defaults' (for the
-    capacity plan). tests/core/test_config.py checks they are the dataclass's."""
-    return _dataclass_defaults(FINETUNE / "dpo.py", "DPOHyper")
-
-
 def rl_train_prompts(hyper: dict, n_prompts: int | None) -> int | None:
     """Training prompts an RL run asks for: `n_prompts` when set, else just enough for max_steps
     optimizer steps; None when max_steps <= 0 (one epoch over every prompt left after the held-out
-    part). `hyper` holds every RLHyper field. lensflow.lfp.finetune.rl.train_prompt_count uses
-    this too."""
+    part). `hyper` holds every RLHyper field (defaults.task_hyper).
+    lensflow.lfp.finetune.rl.train_prompt_count uses this too."""
     if n_prompts is not None:
         return int(n_prompts)
     if hyper["max_steps"] <= 0:
@@ -220,13 +194,12 @@ def dpo_pair_shortfall(task: str, have: str, n_heldout: int, batch_size: int) ->
 def _dpo_problems(cfg: dict, ft: dict):
     """DPO tasks whose held-out prompts plus one training batch exceed what the preference table can
     hold: a synthetic table's n_prompts (one pair at most per prompt) or a data set's max_rows."""
-    defaults = dpo_hyper_defaults()
     for name, t in ft["tasks"].items():
         if t["method"] != "dpo":
             continue
         synthetic, data = ft["synthetic_preferences"].get(t["preferences"]), cfg["data"].get(t["preferences"], {})
         bound = synthetic["n_prompts"] if synthetic else data.get("max_rows")
-        batch = {**defaults, **t["hyper"]}["batch_size"]
+        batch = task_hyper(t)["batch_size"]
         if bound and ft["dpo_eval"]["n_prompts"] + batch > bound:
             what = "n_prompts" if synthetic else "max_rows"
             where = f"finetune.synthetic_preferences.{t['preferences']}" if synthetic else f"data.{t['preferences']}"
@@ -246,11 +219,10 @@ def finetune_problems(cfg: dict):
     spec = cfg["data"].get(ft["reviews"]) if ft else None
     if not spec or not spec.get("max_rows"):
         return
-    defaults = rl_hyper_defaults()
     for name, t in ft["tasks"].items():
         if t["method"] == "dpo":
             continue
-        hyper = {**defaults, **t["hyper"]}
+        hyper = task_hyper(t)
         n_train = rl_train_prompts(hyper, t.get("n_prompts"))
         need = ft["eval"]["n_prompts"] + (n_train or hyper["batch_size"])
         if need > spec["max_rows"]:

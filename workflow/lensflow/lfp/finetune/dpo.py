@@ -44,6 +44,7 @@ import torch
 
 from lensflow.core import models
 from lensflow.core.data import to_messages
+from lensflow.core.defaults import hyper_defaults
 from lensflow.core.io import clear_stale
 from lensflow.core.runtime import nonfinite_loss_guard
 
@@ -53,19 +54,25 @@ LOG_COLUMNS = ["step", "loss", "rewards/chosen", "rewards/rejected", "rewards/ac
                "learning_rate"]
 
 
+_DPO = hyper_defaults("dpo")  # the schema's definitions/dpo_hyper: the one owner of these defaults
+
+
 @dataclass
 class DPOHyper:
-    beta: float = 0.1
-    learning_rate: float = 3e-5
-    max_steps: int = 5000
-    batch_size: int = 8
-    max_length: int = 256
-    max_prompt_length: int = 128
-    warmup_steps: int = 150
-    gradient_accumulation_steps: int = 1
-    seed: int = 0
-    bf16: bool | None = None  # None: bf16 mixed precision on a CUDA GPU that supports it, else fp32
-    gradient_checkpointing: bool = False  # recompute activations in the backward (module docstring)
+    """Hyperparameters of one DPO run; the defaults are the config schema's (definitions dpo_hyper,
+    which documents each field)."""
+
+    beta: float = _DPO["beta"]
+    learning_rate: float = _DPO["learning_rate"]
+    max_steps: int = _DPO["max_steps"]
+    batch_size: int = _DPO["batch_size"]
+    max_length: int = _DPO["max_length"]
+    max_prompt_length: int = _DPO["max_prompt_length"]
+    warmup_steps: int = _DPO["warmup_steps"]
+    gradient_accumulation_steps: int = _DPO["gradient_accumulation_steps"]
+    seed: int = _DPO["seed"]
+    bf16: bool | None = _DPO["bf16"]  # None: bf16 mixed precision on a CUDA GPU that supports it, else fp32
+    gradient_checkpointing: bool = _DPO["gradient_checkpointing"]  # recompute in the backward (module docstring)
 
 
 def fit_prompt(tokenizer, msgs: list[dict], max_tokens: int) -> list[dict] | None:

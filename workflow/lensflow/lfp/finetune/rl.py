@@ -32,6 +32,7 @@ import torch
 from transformers import TrainerCallback
 
 from lensflow.core.config_checks import rl_train_prompts
+from lensflow.core.defaults import hyper_defaults
 from lensflow.core.io import clear_stale
 from lensflow.core.models import MANIFEST, describe
 from lensflow.core.runtime import nonfinite_loss_guard, seed_everything
@@ -74,26 +75,30 @@ COMMON_DEVIATIONS = [
 ]
 
 
+_RL = hyper_defaults("rl")  # the schema's definitions/rl_hyper: the one owner of these defaults
+
+
 @dataclass
 class RLHyper:
-    """Hyperparameters of one RL run. Steps are optimizer steps (module docstring)."""
+    """Hyperparameters of one RL run. Steps are optimizer steps (module docstring). The defaults are
+    the config schema's (definitions rl_hyper, which documents each field)."""
 
-    learning_rate: float = 1e-5
-    batch_size: int = 8  # prompts per generation round
-    num_generations: int = 2  # completions per prompt (>= 2: the baseline needs the others)
-    beta: float = 0.5  # KL coefficient (paper: 0.5)
-    max_steps: int = 30  # <= 0: one epoch over the prompts
-    warmup_steps: int = 2
-    max_grad_norm: float = 1.0
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = no top-k filtering (TRL's convention): pure sampling
-    top_p: float = 1.0
-    min_new_tokens: int = 8
-    max_new_tokens: int = 19
-    seed: int = 0
-    lr_scheduler_type: str = "linear"
-    mini_batch_size: int | None = None  # prompts per optimizer step; None = the whole round
-    num_iterations: int = 1  # optimizer passes over each round (PPO's ppo_epochs)
+    learning_rate: float = _RL["learning_rate"]
+    batch_size: int = _RL["batch_size"]  # prompts per generation round
+    num_generations: int = _RL["num_generations"]  # completions per prompt (>= 2: the baseline needs the others)
+    beta: float = _RL["beta"]  # KL coefficient
+    max_steps: int = _RL["max_steps"]  # <= 0: one epoch over the prompts
+    warmup_steps: int = _RL["warmup_steps"]
+    max_grad_norm: float = _RL["max_grad_norm"]
+    temperature: float = _RL["temperature"]
+    top_k: int = _RL["top_k"]  # 0 = no top-k filtering (TRL's convention): pure sampling
+    top_p: float = _RL["top_p"]
+    min_new_tokens: int = _RL["min_new_tokens"]
+    max_new_tokens: int = _RL["max_new_tokens"]
+    seed: int = _RL["seed"]
+    lr_scheduler_type: str = _RL["lr_scheduler_type"]
+    mini_batch_size: int | None = _RL["mini_batch_size"]  # prompts per optimizer step; None = the whole round
+    num_iterations: int = _RL["num_iterations"]  # optimizer passes over each round (PPO's ppo_epochs)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RLHyper":
