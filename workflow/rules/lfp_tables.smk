@@ -10,6 +10,7 @@ rule lfp_tables:
         activity=[f"results/lfp/{m}/{t}/activity.parquet" for m, t in LFP_RUNS],
         ablation=[f"results/lfp/{m}/{t}/ablation.parquet" for m, t in LFP_RUNS],
         overlap="results/tables/lfp_overlap.csv",
+        sparsity="results/tables/lfp_sae_sparsity.csv",
         controls=[
             f"results/lfp/{m}/{t}/base_control.parquet" for m, t in LFP_CONTROL_RUNS
         ],
@@ -44,6 +45,7 @@ rule lfp_tables:
         dpo_runs=[(m, t) for m, t in LFP_RUNS if ft_task(t)["method"] == "dpo"],
         n_boot=1000,
         detection_n_boot=LFP["detection"]["n_boot"],
+        sae_target=LFP["sae"]["target"],
         seed=config["seed"],
     script:
         "../scripts/lfp_tables.py"

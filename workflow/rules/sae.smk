@@ -138,6 +138,13 @@ rule lfp_sae_table:
             subcategory="Sparse autoencoders",
         ),
         overlap_md="results/tables/lfp_overlap.md",
+        sparsity_csv=report(
+            "results/tables/lfp_sae_sparsity.csv",
+            caption="../report/lfp_sae_sparsity.rst",
+            category="Learned Feedback Patterns",
+            subcategory="Sparse autoencoders",
+        ),
+        sparsity_md="results/tables/lfp_sae_sparsity.md",
     log:
         "results/logs/lfp/sae_table.log",
     benchmark:
@@ -146,5 +153,6 @@ rule lfp_sae_table:
         "../../envs/analysis.yaml"
     params:
         n_features=LFP["overlap"]["n_features"],
+        target=LFP["sae"]["target"],
     script:
         "../scripts/lfp_sae_table.py"

@@ -3,9 +3,9 @@ feature explanations (Tables 1/8) with their detection scores, the per-run detec
 activity (Table 7), ablation (Table 6) and the claims table.
 
 Snakemake rule `lfp_tables`: input.measures, input.words, input.explanations, input.detection,
-input.activity, input.ablation (one per run, in params.runs order), input.overlap (CSV), input.controls (base-model
+input.activity, input.ablation (one per run, in params.runs order), input.overlap and input.sparsity (CSV), input.controls (base-model
 controls, lensflow.lfp.probes.base_control), input.dpo_evals (lfp_dpo_eval summaries of params.dpo_runs, in
-that order: the DPO training check); params: runs, dpo_runs, n_boot, detection_n_boot, seed
+that order: the DPO training check); params: runs, dpo_runs, n_boot, detection_n_boot, sae_target, seed
 -> output.<name>_csv / <name>_md for each table.
 """
 
@@ -21,6 +21,7 @@ from lensflow.lfp.claims import (
     dpo_eval_claims,
     overlap_claims,
     probe_claims,
+    sparsity_claims,
 )
 from lensflow.lfp.validation.ablation import ablation_table
 from lensflow.lfp.validation.detection import detection_claims, restrict_related, run_summary
@@ -75,7 +76,9 @@ def main(sm):
     dpo = [io.read_table(f).assign(model=m, task=t) for (m, t), f in zip(p.dpo_runs, sm.input.dpo_evals)]
     claims = (probe_claims(measures) + overlap_claims(overlap) + activity_claims(tables["activity"])
               + ablation_claims(tables["ablation"]) + detection_claims(detection) + control_claims(controls)
-              + dpo_eval_claims(pd.concat(dpo, ignore_index=True) if dpo else pd.DataFrame(columns=["model", "task"])))
+              + dpo_eval_claims(pd.concat(dpo, ignore_index=True) if dpo else pd.DataFrame(columns=["model", "task"]))
+              + sparsity_claims(pd.read_csv(sm.input.sparsity),
+                                p.sae_target["fvu"], p.sae_target["l0_fraction"]))
     tables["claims"] = pd.DataFrame(claims)
     for name, df in tables.items():
         write_csv_md(df, sm.output[f"{name}_csv"], sm.output[f"{name}_md"], TITLES[name])
