@@ -47,7 +47,7 @@ def test_sweep_is_ae_n_settings_at_other_alphas(metrics):
     c = sparsity_check(metrics, fvu_max=0.2, l0_fraction_max=0.1).set_index(["task", "layer"])
     v1, v2 = c.loc[("vader", 1)], c.loc[("vader", 2)]
     assert v1["sweep_alphas"] == v2["sweep_alphas"] == "0.001,0.003"
-    # layer 1: both are sparse enough; AE_n has the lower FVU. Layer 2: only alpha 0.003 is sparse.
+    # layer 1: both are sparse enough; AE_n's worse FVU (0.15) beats 0.27. Layer 2: only alpha 0.003 is sparse.
     assert (v1["sparse_best_alpha"], v1["sparse_best_fvu"]) == (0.001, 0.10)
     assert (v2["sparse_best_alpha"], v2["sparse_best_fvu"], v2["sparse_best_fvu_per_dim"]) == (0.003, 0.18, 0.19)
     assert v2["sparse_best_l0_fraction"] == pytest.approx(0.08)
@@ -70,7 +70,7 @@ def test_claims_count_layers_and_say_what_the_sweep_found(metrics):
             sparsity_claims(sparsity_check(metrics, 0.2, 0.1), fvu_max=0.2, l0_fraction_max=0.1)}
     v, t = rows["m / vader"], rows["m / toxic"]
     assert (v["value"], v["n"], v["verdict"]) == (1, 2, "not supported")
-    assert "target reached on 2 of 2 layers" in v["note"] and "best FVU per layer runs from 0.100 (layer 1, alpha 0.001) to 0.180 (layer 2, alpha 0.003)" in v["note"]
+    assert "target reached on 2 of 2 layers" in v["note"] and "(the worse of FVU and per-dim FVU) runs from 0.150 (layer 1, alpha 0.001) to 0.190 (layer 2, alpha 0.003)" in v["note"]
     assert "worst layer 2: FVU 0.300" in v["note"]
     assert (t["value"], t["n"], t["verdict"]) == (1, 2, "not supported")  # layer 5's per-dim FVU fails it
     assert "worst layer 5" in t["note"] and "no L1 sweep" in t["note"]
@@ -83,3 +83,11 @@ def test_claims_read_the_check_back_from_csv_as_lfp_tables_does(metrics, tmp_pat
     check.to_csv(tmp_path / "s.csv", index=False)
     back = pd.read_csv(tmp_path / "s.csv")  # "" -> NaN, True/False/"" -> an object column
     assert sparsity_claims(back, 0.2, 0.1) == sparsity_claims(check, 0.2, 0.1)
+
+
+def test_sparse_best_is_ranked_by_the_worse_fvu():
+    # alpha 0.003 has the lower total FVU but hides a huge dimension (per-dim 0.5): 0.005 is better
+    m = pd.DataFrame([row("n", 1, 0.1, 0.1, 40), row("l1-0.003", 1, 0.01, 0.5, 5, alpha=0.003),
+                      row("l1-0.005", 1, 0.2, 0.3, 3, alpha=0.005)])
+    c = sparsity_check(m, 0.2, 0.1).iloc[0]
+    assert (c["sparse_best_alpha"], c["sparse_best_fvu"], c["sparse_best_fvu_per_dim"]) == (0.005, 0.2, 0.3)
