@@ -293,3 +293,14 @@ def test_n_heldout_texts_is_the_split_rule():
 
     for n, f in [(2, 0.5), (10, 0.1), (325, 0.1), (324, 0.1), (2000, 0.1), (7, 0.99)]:
         assert len(split_texts(np.arange(n), f)[1]) == n_heldout_texts(n, f)
+
+
+def test_unknown_figure_options_names_the_typo_but_not_declared_figures():
+    from lensflow.core.config import unknown_figure_options
+
+    rules = ["fig_el_scaling", "el_alignment"]
+    assert unknown_figure_options({"dpi": 150, "el_scaling": {"dpi": 100}}, rules) is None
+    # declared in the schema (and filled with its defaults): fine even where its stage is off
+    assert unknown_figure_options({"dpi": 150, "lfp_training": {"window": 5}}, rules) is None
+    error = unknown_figure_options({"dpi": 150, "el_scalling": {}}, rules)
+    assert error == "key 'figures.el_scalling': there is no fig_el_scalling rule; known figures are el_scaling"

@@ -11,7 +11,12 @@ from pathlib import Path
 LIB = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, LIB)
 
-from lensflow.core.config import ConfigError, expand_models, validate_config
+from lensflow.core.config import (
+    ConfigError,
+    expand_models,
+    unknown_figure_options,
+    validate_config,
+)
 from lensflow.core.model_memory import check_params_b, job_mem_mb
 from lensflow.core.runtime import export_pythonpath
 
@@ -121,14 +126,10 @@ def fig_dpi(name):
 
 
 def check_figure_options(rule_names):
-    """Every `figures.<name>` entry must name a figure (a fig_<name> rule); a typo would change nothing."""
-    known = sorted(r[len("fig_") :] for r in rule_names if r.startswith("fig_"))
-    for name in config["figures"]:
-        if name != "dpi" and name not in known:
-            raise WorkflowError(
-                f"key 'figures.{name}': there is no fig_{name} rule; known figures are "
-                + ", ".join(known)
-            )
+    """Every `figures.<name>` entry must name a figure (lensflow.core.config.unknown_figure_options)."""
+    error = unknown_figure_options(config["figures"], rule_names)
+    if error:
+        raise WorkflowError(error)
 
 
 def used_models():

@@ -356,7 +356,7 @@ rule el_domains:
         dataset=lambda wc: wc.dataset,
         tau=EL_TAU,
         categories=EL["categories"],
-        n_clusters=0,
+        n_clusters=EL["n_clusters"],
         n_perm=EL["n_perm"],
         seed=config["seed"],
         dpi=config["figures"]["dpi"],

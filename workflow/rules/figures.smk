@@ -210,7 +210,7 @@ if FT:
             "../../envs/analysis.yaml"
         params:
             kind=lambda wc: "dpo" if ft_task(wc.task)["method"] == "dpo" else "rl",
-            window=5,
+            window=config["figures"]["lfp_training"]["window"],
             dpi=fig_dpi("lfp_training"),
         script:
             "../scripts/fig_lfp_training.py"

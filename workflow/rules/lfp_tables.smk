@@ -43,7 +43,7 @@ rule lfp_tables:
     params:
         runs=LFP_RUNS,
         dpo_runs=[(m, t) for m, t in LFP_RUNS if ft_task(t)["method"] == "dpo"],
-        n_boot=1000,
+        n_boot=LFP["n_boot"],
         detection_n_boot=LFP["detection"]["n_boot"],
         sae_target=LFP["sae"]["target"],
         seed=config["seed"],
