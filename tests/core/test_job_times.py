@@ -324,3 +324,37 @@ def test_benchmark_files_mirror_the_logs():
                 continue  # a target rule (inputs only)
             bm = re.search(r'benchmark:\s*\n\s*"results/benchmarks/([^"]+)\.tsv"', block)
             assert bm and bm.group(1) == log.group(1), (smk.name, name.group(1) or name.group(2))
+
+
+# --- the job's own accounting (lensflow.core.usage) --------------------------------------------
+
+def test_a_script_logs_its_exact_cpu_time_as_it_exits(tmp_path):
+    """A child process that sets up logging and burns ~0.4 s of CPU: its log ends with the usage
+    line, and read_usage gives back at least that CPU time (a Snakemake sample at 15 s would not)."""
+    from lensflow.core.usage import read_usage
+
+    log = tmp_path / "job.log"
+    code = ("import time\nfrom lensflow.core.runtime import setup_logging\nsetup_logging(%r)\n"
+            "t = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n" % str(log))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    u = read_usage(log)
+    assert u is not None and u["cpu_s"] >= 0.4 and 10 < u["max_rss_mb"] < 10_000
+    assert read_usage(tmp_path / "missing.log") is None
+
+
+def test_collect_prefers_the_logged_usage_over_the_sample(run_folder):
+    logs = run_folder / "results/logs"
+    (logs / "lfp/m1/vader").mkdir(parents=True)
+    (logs / "lfp/m1/vader/sae_n.log").write_text("2026 INFO training\n2026 INFO job usage: cpu_s=251.50 max_rss_mb=812.0\n")
+    (logs / "models").mkdir()
+    (logs / "models/m1.log").write_text("2026 INFO no usage line: the job predates it\n")
+    jobs = collect("results/benchmarks", PATTERNS, exclude=["results/benchmarks/job_times.tsv"],
+                   logs="results/logs").set_index("job")
+    n = jobs.loc["model=m1, task=vader, variant=n"]
+    assert (n["cpu_s"], n["cpu_source"], n["max_rss_mb"]) == (251.5, "rusage", 812.0)  # sampled: 190, 700
+    assert n["cpu_per_wall"] == pytest.approx(2.515)
+    m1 = jobs.loc["model=m1"]
+    assert (m1["cpu_s"], m1["cpu_source"]) == (10.0, "sampled")
+    assert "(1 of 6 jobs)" in markdown(per_rule(jobs.reset_index()), jobs.reset_index(), summary(jobs.reset_index()), "m")

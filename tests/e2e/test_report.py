@@ -100,6 +100,9 @@ def test_job_times_table_names_the_rule_of_every_job(clean_run, report):
     rules = set(jobs["rule"])
     assert not any(" or " in r or r.startswith("(") for r in rules), sorted(rules)
     assert {"cache_activations", "lfp_sae", "lfp_base_probe", "fig_el_scaling", "inventory"} <= rules
+    # every job's script logged its exact CPU time as it exited (lensflow.core.usage), so none is a sample
+    assert (jobs["cpu_source"] == "rusage").all(), jobs.loc[jobs["cpu_source"] != "rusage", "benchmark"].tolist()
+    assert (jobs["cpu_s"] > 0).all()
     by_rule = pd.read_csv(bench / "job_times.csv")
     assert list(by_rule["wall_s"]) == sorted(by_rule["wall_s"], reverse=True)
     assert by_rule["jobs"].sum() == len(jobs) and by_rule["wall_share"].sum() == pytest.approx(1.0, abs=1e-3)

@@ -44,6 +44,7 @@ rule job_times:
             r.name: str(r.benchmark) for r in workflow.rules if r.benchmark
         },
         own="results/benchmarks/job_times.tsv",
+        logs="results/logs",
         seed=config["seed"],
     script:
         "../scripts/job_times.py"

@@ -2,7 +2,8 @@
 with the machine this ran on.
 
 Snakemake rule `job_times`: params.folder (the benchmark files), params.patterns (rule -> benchmark
-pattern), params.own (this rule's own benchmark file, left out), params.seed -> output.rules,
+pattern), params.own (this rule's own benchmark file, left out), params.logs (the logs folder the
+benchmark files mirror: exact CPU time from each job's usage line), params.seed -> output.rules,
 output.jobs, output.machine (CSV, in the report), output.md, output.parquet.
 """
 
@@ -31,7 +32,7 @@ def main(sm):
     machine = describe()
     line = machine_line(machine)
     log.info(line)
-    jobs = collect(sm.params.folder, dict(sm.params.patterns), exclude=[sm.params.own])
+    jobs = collect(sm.params.folder, dict(sm.params.patterns), exclude=[sm.params.own], logs=sm.params.logs)
     for s in jobs.attrs.get("skipped", []):
         log.warning("left out, not a benchmark file: %s", s)
     rules, totals = per_rule(jobs), summary(jobs)

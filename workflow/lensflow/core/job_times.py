@@ -6,10 +6,13 @@ Each rule's `benchmark:` file (results/benchmarks/...) is a TSV Snakemake writes
 
 s: wall seconds; max_*: peak memory in MiB; io_in/io_out: MiB read/written; mean_load: CPU use in
 percent of one core; cpu_time: user + system CPU seconds of the job's processes. Memory, I/O and
-CPU time are *sampled* (every 0.5 s for the first 30 s of a job, then every 30 s), so CPU time can
-miss up to the last interval of a job and a short memory peak can be missed; a job that ends before
-the first sample has "NA" there. One row per run of the job (more with `benchmark: repeat(...)`);
-`--benchmark-extended` adds the rule's name and the job's wildcards.
+CPU time are *sampled* (every 0.5 s for a job's first ~15 s, then every 30 s), so CPU time misses
+everything after the last sample (a 40-s job reports its first 15 s) and a short memory peak can be
+missed; a job that ends before the first sample has "NA" there. Where the job's log (the benchmark's
+mirror under the logs folder) holds the line lensflow.core.usage writes as a script exits, its
+exact CPU time replaces the sample (cpu_source "rusage") and its peak RSS joins the sampled one.
+One row per run of the job (more with `benchmark: repeat(...)`); `--benchmark-extended` adds the
+rule's name and the job's wildcards.
 
 `read_benchmark` parses one file, `collect` every file under a folder into one row per job (the rule
 found from the benchmark path's pattern), `per_rule` sums them per rule, `markdown` writes both with
@@ -27,11 +30,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .usage import read_usage
+
 COLUMNS = ["s", "h:m:s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out", "mean_load", "cpu_time"]
 NUMERIC = ["s", "max_rss", "max_vms", "max_uss", "max_pss", "io_in", "io_out", "mean_load", "cpu_time"]
 UNKNOWN_RULE = "(no rule matches)"
 
-JOB_COLUMNS = ["rule", "job", "wall_s", "cpu_s", "max_rss_mb", "max_uss_mb", "io_in_mb", "io_out_mb",
+JOB_COLUMNS = ["rule", "job", "wall_s", "cpu_s", "cpu_source", "max_rss_mb", "max_uss_mb", "io_in_mb", "io_out_mb",
                "cpu_per_wall", "runs", "finished", "benchmark"]
 RULE_COLUMNS = ["rule", "jobs", "wall_s", "wall_share", "wall_max_s", "cpu_s", "cpu_per_wall", "max_rss_mb",
                 "memory_sampled_jobs"]
@@ -125,8 +130,11 @@ def _extended(df: pd.DataFrame) -> tuple[str | None, str | None]:
     return df["rule_name"].iloc[0], wildcards
 
 
-def job_row(df: pd.DataFrame, rule: str, job: str, benchmark: str, finished: float | None = None) -> dict:
-    """One job's row from its benchmark rows (several with repeat(): times summed, peaks maxed)."""
+def job_row(df: pd.DataFrame, rule: str, job: str, benchmark: str, finished: float | None = None,
+            usage: dict | None = None) -> dict:
+    """One job's row from its benchmark rows (several with repeat(): times summed, peaks maxed).
+    `usage`: the job's own accounting (lensflow.core.usage), used for a single run only: the log
+    holds the last run's line, the benchmark rows every run's."""
 
     def total(c):
         v = df[c].dropna()
@@ -136,10 +144,13 @@ def job_row(df: pd.DataFrame, rule: str, job: str, benchmark: str, finished: flo
         v = df[c].dropna()
         return float(v.max()) if len(v) else math.nan
 
-    wall, cpu = float(df["s"].sum()), total("cpu_time")
+    wall, cpu, rss, source = float(df["s"].sum()), total("cpu_time"), peak("max_rss"), "sampled"
+    if usage is not None and len(df) == 1:
+        cpu, source = usage["cpu_s"], "rusage"
+        rss = usage["max_rss_mb"] if math.isnan(rss) else max(rss, usage["max_rss_mb"])
     return {
-        "rule": rule, "job": job, "wall_s": wall, "cpu_s": cpu,
-        "max_rss_mb": peak("max_rss"), "max_uss_mb": peak("max_uss"),
+        "rule": rule, "job": job, "wall_s": wall, "cpu_s": cpu, "cpu_source": source,
+        "max_rss_mb": rss, "max_uss_mb": peak("max_uss"),
         "io_in_mb": total("io_in"), "io_out_mb": total("io_out"),
         "cpu_per_wall": cpu / wall if wall > 0 and not math.isnan(cpu) else math.nan,
         "runs": len(df),
@@ -149,7 +160,8 @@ def job_row(df: pd.DataFrame, rule: str, job: str, benchmark: str, finished: flo
     }
 
 
-def collect(folder: str | Path, patterns: dict[str, str | re.Pattern], exclude=(), relative_to: str | Path = ".") -> pd.DataFrame:
+def collect(folder: str | Path, patterns: dict[str, str | re.Pattern], exclude=(), relative_to: str | Path = ".",
+            logs: str | Path | None = None) -> pd.DataFrame:
     """Every benchmark TSV under `folder` as one row per job (JOB_COLUMNS), slowest first.
 
     patterns: rule -> its benchmark pattern relative to `relative_to` (the working directory), as
@@ -157,7 +169,9 @@ def collect(folder: str | Path, patterns: dict[str, str | re.Pattern], exclude=(
     job: the job's wildcards ("model=m, task=t"); the file's path under `folder` where no rule
     matches. exclude: paths (relative to `relative_to`) to leave out. finished: the file's mtime
     (Snakemake writes it as the job ends), UTC. A .tsv that is not a benchmark file is left out and
-    named in `jobs.attrs["skipped"]` (one "path: why" each), so a stray file cannot stop the table."""
+    named in `jobs.attrs["skipped"]` (one "path: why" each), so a stray file cannot stop the table.
+    logs: the logs folder the benchmark files mirror (X.tsv under `folder` <-> X.log under `logs`,
+    tests/core/test_job_times.py checks every rule): jobs whose log has a usage line get exact CPU time."""
     folder, base = Path(folder), Path(relative_to)
     exclude = {os.path.normpath(e) for e in exclude}
     patterns = {r: p if isinstance(p, re.Pattern) else pattern_regex(p) for r, p in patterns.items()}
@@ -180,7 +194,8 @@ def collect(folder: str | Path, patterns: dict[str, str | re.Pattern], exclude=(
         if rule is None:
             rule, wildcards = match_rule(rel, patterns)
             job = _wildcards_text(wildcards) if rule != UNKNOWN_RULE else str(path.relative_to(folder))
-        rows.append(job_row(df, rule, job or "", rel, path.stat().st_mtime))
+        usage = read_usage(Path(logs) / path.relative_to(folder).with_suffix(".log")) if logs is not None else None
+        rows.append(job_row(df, rule, job or "", rel, path.stat().st_mtime, usage))
     jobs = pd.DataFrame(rows, columns=JOB_COLUMNS)
     jobs = jobs.sort_values(["wall_s", "rule", "job"], ascending=[False, True, True], ignore_index=True)
     jobs.attrs["skipped"] = skipped
@@ -249,8 +264,10 @@ def markdown(rules: pd.DataFrame, jobs: pd.DataFrame, totals: dict, machine: str
         "",
         f"From the {totals['jobs']} benchmark files under `{folder}/` (Snakemake's `benchmark:` records: the "
         "jobs run in this results folder, each its latest run; jobs not rerun keep their earlier times). "
-        "CPU time and peak memory are sampled by Snakemake (every 0.5 s in a job's first 30 s, then every "
-        "30 s); '—': the job ended before the first sample.",
+        "CPU time: the job's own accounting as it exited (user + system, children included) where its log "
+        f"has it ({int((jobs['cpu_source'] == 'rusage').sum())} of {totals['jobs']} jobs); else Snakemake's samples "
+        "(every 0.5 s in a job's first ~15 s, then every 30 s: CPU after the last sample is missed). Peak "
+        "memory: the larger of the two; '—': the job ended before the first sample.",
         "",
         f"- jobs: {totals['jobs']}; wall time summed over jobs: {hms(totals['wall_s'])} "
         f"({_num(totals['wall_s'], ',.0f')} s); CPU time summed: {hms(totals['cpu_s'])}",

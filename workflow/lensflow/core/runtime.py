@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .machine import NATIVE_BF16_CPU_FLAGS, parse_cpuinfo, read_file
+from .usage import log_usage_at_exit
 
 if TYPE_CHECKING:
     import torch
@@ -143,6 +144,7 @@ def setup_logging(log_path: str | None) -> logging.Logger:
         log.error("%s: %s", kind.__name__, value, exc_info=(kind, value, tb))
 
     sys.excepthook = log_uncaught
+    log_usage_at_exit(log_path)  # exact CPU time and peak memory for the per-job table (lensflow.core.usage)
     return log
 
 
