@@ -168,8 +168,6 @@ def unknown_figure_options(figures: dict, rule_names) -> str | None:
     """The error for a `figures.<name>` that names no figure rule (a typo would change nothing), or
     None. Names the schema declares (e.g. figures.lfp_training, filled with its defaults) are
     validated there, and their figure may be absent from a run that lacks its stage."""
-    from .defaults import load_schema
-
     declared = set(load_schema()["properties"]["figures"]["properties"])
     known = sorted(r[len("fig_"):] for r in rule_names if r.startswith("fig_"))
     bad = [n for n in figures if n not in declared and n not in known]

@@ -16,6 +16,7 @@ does too.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -25,14 +26,20 @@ SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 HYPER = {"rl": "rl_hyper", "rloo": "rl_hyper", "grpo": "rl_hyper", "dpo": "dpo_hyper"}  # method -> definition
 
 
-def load_schema() -> dict:
-    """The config schema, read afresh (the caller may change it)."""
+@functools.lru_cache(maxsize=1)
+def _parsed_schema() -> dict:
     return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+
+
+def load_schema() -> dict:
+    """The config schema, a copy the caller may change. Parsed once per process (~45 ms): every
+    Snakemake parse validates the config, checks figure options and reads trainer defaults."""
+    return copy.deepcopy(_parsed_schema())
 
 
 @functools.lru_cache(maxsize=None)
 def _hyper_defaults(definition: str) -> tuple:
-    props = load_schema()["definitions"][definition]["properties"]
+    props = _parsed_schema()["definitions"][definition]["properties"]
     return tuple((key, spec["default"]) for key, spec in props.items())
 
 

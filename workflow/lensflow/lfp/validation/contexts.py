@@ -151,8 +151,12 @@ def run_contexts(activations, saes_path, layers_path, tokenizer_dir, explanation
         tokens, codes = feature_codes(activations, module_of[layer], saes[layer], feats)
         mine = records[records["layer"] == layer]
         shown = {int(f): set(g["text_id"].astype(int)) for f, g in mine.groupby("feature")}
-        ctx = draw_contexts(tokens, codes, feats, shown, k, window, seed)
-        ids = token_table(activations, text_ids=ctx["text_id"].unique()) if len(ctx) else None
-        out.append(ctx.assign(layer=layer, text=context_texts(ctx, ids, tok, window) if len(ctx) else []))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["layer", "feature", "context",
-                                                                                "activating", "text"])
+        out.append(draw_contexts(tokens, codes, feats, shown, k, window, seed).assign(layer=layer))
+    if not out:
+        return pd.DataFrame(columns=["layer", "feature", "context", "activating", "text"])
+    contexts = pd.concat(out, ignore_index=True)
+    if not len(contexts):
+        return contexts.assign(text=[])
+    # one read of the token ids of every context's text, whatever its layer
+    ids = token_table(activations, text_ids=contexts["text_id"].unique())
+    return contexts.assign(text=context_texts(contexts, ids, tok, window))
