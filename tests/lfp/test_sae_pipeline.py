@@ -542,3 +542,25 @@ def test_too_few_training_tokens_stop_naming_the_keys_unless_repeats_are_allowed
                 "lfp.sae.batch_size=32", "lfp.sae.repeat_tokens", "cache.parquet holds 100 tokens of its 9 training"):
         assert key in msg, msg
     assert check_training_tokens(100, 9, 97, 32, True, "cache.parquet") == pytest.approx(128 / 96)
+
+
+def test_train_variant_measures_the_linear_code_on_the_same_split(token_cache):
+    """linear_l0_fraction: per layer, the top-k principal subspace of the layer's training rows,
+    scored on its held-out rows, as numpy computes it directly (the sparse-code check's reference)."""
+    path, table = token_cache
+    train, held = split_of(path)
+    _, metrics, _ = train_variant(path, {1: MODULES[1]}, Variant(width=2), train, held, n_examples=16,
+                                  linear_l0_fraction=0.25, **TRAIN)
+    row = metrics.iloc[0]
+    k = int(0.25 * 2 * D)
+    assert row["linear_k"] == k
+    x_tr = kept_rows(table, MODULES[1], train).astype(np.float64)
+    x_he = kept_rows(table, MODULES[1], held).astype(np.float64)
+    mu = x_tr.mean(0)
+    _, _, vt = np.linalg.svd(x_tr - mu, full_matrices=False)
+    x_hat = mu + (x_he - mu) @ vt[:k].T @ vt[:k]
+    sse_d, sst_d = ((x_he - x_hat) ** 2).sum(0), ((x_he - x_he.mean(0)) ** 2).sum(0)
+    assert row["linear_fvu"] == pytest.approx(sse_d.sum() / sst_d.sum(), rel=1e-3)
+    assert row["linear_fvu_per_dim"] == pytest.approx((sse_d / sst_d).mean(), rel=1e-3)
+    _, plain, _ = train_variant(path, {1: MODULES[1]}, Variant(width=2), train, held, n_examples=16, **TRAIN)
+    assert "linear_fvu" not in plain.columns  # only when asked

@@ -91,3 +91,20 @@ def test_sparse_best_is_ranked_by_the_worse_fvu():
                       row("l1-0.005", 1, 0.2, 0.3, 3, alpha=0.005)])
     c = sparsity_check(m, 0.2, 0.1).iloc[0]
     assert (c["sparse_best_alpha"], c["sparse_best_fvu"], c["sparse_best_fvu_per_dim"]) == (0.005, 0.2, 0.3)
+
+
+def test_the_linear_code_reference_per_layer_and_in_the_note(tmp_path):
+    m = pd.DataFrame([row("n", 1, 0.30, 0.35, 30), row("n", 2, 0.30, 0.35, 30), row("2n", 1, 0.01, 0.01, 1, width=2)])
+    m["linear_k"] = [10, 10, 20]
+    m["linear_fvu"] = [0.05, 0.40, 0.0]  # layer 1: a linear code of 10% meets it; layer 2: not even that
+    m["linear_fvu_per_dim"] = [0.15, 0.45, 0.0]
+    c = sparsity_check(m, 0.2, 0.1).set_index("layer")
+    assert c.loc[1, "linear_meets_target"] and not c.loc[2, "linear_meets_target"]
+    assert (c.loc[1, "linear_k"], c.loc[2, "linear_fvu_per_dim"]) == (10, 0.45)
+    note = sparsity_claims(c.reset_index(), 0.2, 0.1)[0]["note"]
+    assert "best linear code of 10 features" in note and "meets it on 1 of 2 layers" in note and "0.150-0.450" in note
+    c.reset_index().to_csv(tmp_path / "s.csv", index=False)
+    assert sparsity_claims(pd.read_csv(tmp_path / "s.csv"), 0.2, 0.1) == sparsity_claims(c.reset_index(), 0.2, 0.1)
+    without = sparsity_check(m.drop(columns=["linear_k", "linear_fvu", "linear_fvu_per_dim"]), 0.2, 0.1)
+    assert without["linear_meets_target"].isna().all()
+    assert "linear code" not in sparsity_claims(without, 0.2, 0.1)[0]["note"]

@@ -95,6 +95,7 @@ rule lfp_sae:
         normalise_inputs=LFP["sae"]["normalise_inputs"],
         min_heldout_tokens=LFP["sae"]["min_heldout_tokens"],
         heldout_fraction=LFP["heldout_fraction"],
+        linear_l0_fraction=LFP["sae"]["target"]["l0_fraction"],
         seed=config["seed"],
     script:
         "../scripts/lfp_sae.py"

@@ -3,7 +3,8 @@
 Snakemake rule `lfp_sae`: input.activations (per-token cache), input.layers (layers.json);
 params: model, task, variant, settings (width/tied/alpha/layers), lr, batch_size, n_examples,
 shuffle_buffer, normalise_inputs, heldout_fraction, min_heldout_tokens, repeat_tokens (false: fewer training tokens than n_examples is an error
-naming the keys), seed -> output.saes (safetensors, one SAE per layer), output.metrics (Parquet: one
+naming the keys), linear_l0_fraction (lfp.sae.target.l0_fraction: the best linear code with that share of
+the dictionary active is measured alongside, lensflow.lfp.sae.linear), seed -> output.saes (safetensors, one SAE per layer), output.metrics (Parquet: one
 row per layer), output.history (Parquet: loss curve per layer).
 """
 
@@ -46,7 +47,7 @@ def main(sm):
     saes, metrics, history = train_variant(
         sm.input.activations, {layer: by_layer[layer] for layer in layers}, variant, train_ids, heldout_ids,
         lr=p.lr, batch_size=p.batch_size, n_examples=p.n_examples, shuffle_buffer=p.shuffle_buffer,
-        normalise=p.normalise_inputs, seed=p.seed, device=device)
+        normalise=p.normalise_inputs, seed=p.seed, device=device, linear_l0_fraction=p.linear_l0_fraction)
     meta = {"model": p.model, "task": p.task, "variant": p.variant, **p.settings, "lr": p.lr,
             "batch_size": p.batch_size, "n_examples": p.n_examples, "seed": p.seed, "device": str(device),
             "n_train_texts": len(train_ids), "n_heldout_texts": len(heldout_ids), "n_train_tokens": n_train_tokens,

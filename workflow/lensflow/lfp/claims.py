@@ -90,7 +90,7 @@ def sparsity_claims(check: pd.DataFrame, fvu_max: float, l0_fraction_max: float)
         worst = g.loc[g[["fvu", "fvu_per_dim"]].max(axis=1).idxmax()]
         note = (f"AE_n at alpha {worst['alpha']:g}, worst layer {worst['layer']}: FVU {worst['fvu']:.3f}, per-dim "
                 f"{worst['fvu_per_dim']:.3f}, L0 {worst['l0_fraction']:.1%}")
-        swept = g[g["sweep_alphas"].fillna("").astype(str) != ""]  # "" reads back from CSV as NaN
+        swept = g[g["sweep_alphas"].astype(object).fillna("").astype(str) != ""]  # "" reads back from CSV as NaN
         if len(swept):
             sparse = swept.dropna(subset=["sparse_best_fvu"])
             note += (f"; L1 sweep (alphas {swept['sweep_alphas'].iloc[0]}): target reached on "
@@ -106,6 +106,12 @@ def sparsity_claims(check: pd.DataFrame, fvu_max: float, l0_fraction_max: float)
                 note += f"; no alpha sparse enough on {len(swept) - len(sparse)} layer(s)"
         else:
             note += "; no L1 sweep in this run"
+        linear = g.dropna(subset=["linear_fvu"]) if "linear_fvu" in g else g.iloc[:0]
+        if len(linear):  # the best linear code of the target's size, which the tied SAE can hold exactly
+            lin_worse = linear[["linear_fvu", "linear_fvu_per_dim"]].max(axis=1)
+            note += (f"; the best linear code of {int(linear['linear_k'].iloc[0])} features (top principal subspace, "
+                     f"expressible by this SAE) meets it on {int((linear['linear_meets_target'] == True).sum())} of "  # noqa: E712
+                     f"{len(linear)} layers (worse of FVU and per-dim FVU {lin_worse.min():.3f}-{lin_worse.max():.3f})")
         met = int(g["meets_target"].sum())
         rows.append(claim_row(f"SAE training check (not in the paper): AE_n reaches {target} on every layer",
                               f"layers meeting the target, {model} / {task}", met, n=len(g),

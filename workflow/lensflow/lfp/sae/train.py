@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .data import TokenBatches
+from .linear import linear_code_metrics
 from .metrics import sae_metrics
 from .model import train_sae
 
@@ -34,8 +35,13 @@ class Variant:
 
 def train_variant(cache_path, modules: dict[int, str], variant: Variant, train_ids, heldout_ids, *, lr: float,
                   batch_size: int, n_examples: int, shuffle_buffer: int, seed: int, normalise: bool = True,
-                  device="cpu"):
-    """({layer: SAE}, metrics DataFrame, history DataFrame) for `modules` = {layer: module column}."""
+                  device="cpu", linear_l0_fraction: float | None = None):
+    """({layer: SAE}, metrics DataFrame, history DataFrame) for `modules` = {layer: module column}.
+
+    linear_l0_fraction: also measure, per layer, the best linear code with that share of the
+    dictionary active (lensflow.lfp.sae.linear; columns linear_k, linear_fvu, linear_fvu_per_dim,
+    linear_l0), the reference of the sparse-code check.
+    """
     saes, metrics, history = {}, [], []
     n_steps = math.ceil(n_examples / batch_size)
     for layer, module in modules.items():
@@ -53,14 +59,21 @@ def train_variant(cache_path, modules: dict[int, str], variant: Variant, train_i
         seconds = time.perf_counter() - start
         heldout = TokenBatches(cache_path, module, heldout_ids, batch_size=4096, shuffle=False)
         m = sae_metrics(sae, heldout)
+        linear = {}  # measured on the same held-out tokens; fitted in one more pass over the training tokens
+        if linear_l0_fraction is not None:
+            once = TokenBatches(cache_path, module, train_ids, batch_size=4096, shuffle=False)
+            linear = linear_code_metrics(once, heldout, d_in, sae.d_hidden, linear_l0_fraction, sae.input_scale)
         log.info("layer %d (%s): %d steps in %.1fs; held-out fvu %.3f (per dim %.3f), L0 %.1f, dead %.2f; "
                  "input scale %.4g", layer, module, n_steps, seconds, m["fvu"], m["fvu_per_dim"], m["l0"],
                  m["dead_fraction"], sae.input_scale)
+        if linear:
+            log.info("layer %d: best linear code of %d features (top principal subspace): held-out fvu %.3f "
+                     "(per dim %.3f)", layer, linear["linear_k"], linear["linear_fvu"], linear["linear_fvu_per_dim"])
         metrics.append({"layer": layer, "module": module, "d_in": d_in, "d_hidden": sae.d_hidden,
                         "width": variant.width, "tied": variant.tied, "alpha": variant.alpha,
                         "selection": variant.layers, "n_steps": n_steps, "n_examples": n_steps * batch_size,
                         "input_scale": sae.input_scale,
-                        **{f"heldout_{k}": v for k, v in m.items()}})
+                        **{f"heldout_{k}": v for k, v in m.items()}, **linear})
         # Training time goes to the log (and Snakemake's benchmark file), not the table: the
         # table must be identical run to run (tests/e2e/test_determinism.py).
         history.append(hist.assign(layer=layer))
