@@ -102,7 +102,7 @@ def test_the_linear_code_reference_per_layer_and_in_the_note(tmp_path):
     assert c.loc[1, "linear_meets_target"] and not c.loc[2, "linear_meets_target"]
     assert (c.loc[1, "linear_k"], c.loc[2, "linear_fvu_per_dim"]) == (10, 0.45)
     note = sparsity_claims(c.reset_index(), 0.2, 0.1)[0]["note"]
-    assert "best linear code of 10 features" in note and "meets it on 1 of 2 layers" in note and "0.150-0.450" in note
+    assert "best linear code at L0 10" in note and "meets it on 1 of 2 layers" in note and "0.150-0.450" in note
     c.reset_index().to_csv(tmp_path / "s.csv", index=False)
     assert sparsity_claims(pd.read_csv(tmp_path / "s.csv"), 0.2, 0.1) == sparsity_claims(c.reset_index(), 0.2, 0.1)
     without = sparsity_check(m.drop(columns=["linear_k", "linear_fvu", "linear_fvu_per_dim"]), 0.2, 0.1)

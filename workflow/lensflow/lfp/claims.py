@@ -109,8 +109,8 @@ def sparsity_claims(check: pd.DataFrame, fvu_max: float, l0_fraction_max: float)
         linear = g.dropna(subset=["linear_fvu"]) if "linear_fvu" in g else g.iloc[:0]
         if len(linear):  # the best linear code of the target's size, which the tied SAE can hold exactly
             lin_worse = linear[["linear_fvu", "linear_fvu_per_dim"]].max(axis=1)
-            note += (f"; the best linear code of {int(linear['linear_k'].iloc[0])} features (top principal subspace, "
-                     f"expressible by this SAE) meets it on {int((linear['linear_meets_target'] == True).sum())} of "  # noqa: E712
+            note += (f"; the best linear code at L0 {int(linear['linear_k'].iloc[0])} (top principal subspace, which "
+                     f"this SAE can hold exactly) meets it on {int((linear['linear_meets_target'] == True).sum())} of "  # noqa: E712
                      f"{len(linear)} layers (worse of FVU and per-dim FVU {lin_worse.min():.3f}-{lin_worse.max():.3f})")
         met = int(g["meets_target"].sum())
         rows.append(claim_row(f"SAE training check (not in the paper): AE_n reaches {target} on every layer",

@@ -67,7 +67,7 @@ def train_variant(cache_path, modules: dict[int, str], variant: Variant, train_i
                  "input scale %.4g", layer, module, n_steps, seconds, m["fvu"], m["fvu_per_dim"], m["l0"],
                  m["dead_fraction"], sae.input_scale)
         if linear:
-            log.info("layer %d: best linear code of %d features (top principal subspace): held-out fvu %.3f "
+            log.info("layer %d: best linear code at L0 %d (top principal subspace): held-out fvu %.3f "
                      "(per dim %.3f)", layer, linear["linear_k"], linear["linear_fvu"], linear["linear_fvu_per_dim"])
         metrics.append({"layer": layer, "module": module, "d_in": d_in, "d_hidden": sae.d_hidden,
                         "width": variant.width, "tied": variant.tied, "alpha": variant.alpha,
