@@ -95,7 +95,10 @@ rule lfp_sae:
         normalise_inputs=LFP["sae"]["normalise_inputs"],
         min_heldout_tokens=LFP["sae"]["min_heldout_tokens"],
         heldout_fraction=LFP["heldout_fraction"],
-        linear_l0_fraction=LFP["sae"]["target"]["l0_fraction"],
+        # the sparse-code check's reference, for AE_n only (the check reads AE_n; the sweep shares its width)
+        linear_l0_fraction=lambda wc: (
+            LFP["sae"]["target"]["l0_fraction"] if wc.variant == "n" else None
+        ),
         seed=config["seed"],
     script:
         "../scripts/lfp_sae.py"

@@ -3,8 +3,8 @@
 Snakemake rule `lfp_sae`: input.activations (per-token cache), input.layers (layers.json);
 params: model, task, variant, settings (width/tied/alpha/layers), lr, batch_size, n_examples,
 shuffle_buffer, normalise_inputs, heldout_fraction, min_heldout_tokens, repeat_tokens (false: fewer training tokens than n_examples is an error
-naming the keys), linear_l0_fraction (lfp.sae.target.l0_fraction: the best linear code with that share of
-the dictionary active is measured alongside, lensflow.lfp.sae.linear), seed -> output.saes (safetensors, one SAE per layer), output.metrics (Parquet: one
+naming the keys), linear_l0_fraction (AE_n: lfp.sae.target.l0_fraction, the best linear code with that share of
+the dictionary active is measured alongside, lensflow.lfp.sae.linear; other variants: None), seed -> output.saes (safetensors, one SAE per layer), output.metrics (Parquet: one
 row per layer), output.history (Parquet: loss curve per layer).
 """
 
