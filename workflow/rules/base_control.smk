@@ -40,6 +40,7 @@ use rule lfp_sae as lfp_base_sae with:
     params:  # merged into lfp_sae's params: AE_n, exactly as the tuned model's
         variant="n",
         settings=lambda wc: lfp_variants(wc.model, wc.task)["n"],
+        linear_l0_fraction=None,  # the sparse-code check is the tuned model's
 
 
 use rule lfp_probe_data as lfp_base_probe_data with:
