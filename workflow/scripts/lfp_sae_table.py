@@ -33,7 +33,8 @@ def main(sm):
     sparsity = sparsity_check(metrics, fvu_max=target["fvu"], l0_fraction_max=target["l0_fraction"])
     write_csv_md(sparsity, sm.output.sparsity_csv, sm.output.sparsity_md,
                  f"LFP SAE training check: AE_n at held-out FVU (total and per dimension) <= {target['fvu']:g} "
-                 f"with mean L0 <= {target['l0_fraction']:.0%} of its dictionary, and the L1 sweep's best at that sparsity")
+                 f"with mean L0 <= {target['l0_fraction']:.0%} of its dictionary, the L1 sweep's best at that sparsity, "
+                 "and the best linear code at that L0 (linear_*)")
     log.info("%d SAE variants, %d overlap rows; sparse-code target met on %d of %d AE_n layers", len(summary),
              len(overlap), int(sparsity["meets_target"].sum()), len(sparsity))
 
