@@ -11,6 +11,8 @@ import pandas as pd
 
 from lensflow.core.claims import claim_row
 
+from .sae.sparsity import worse_fvu
+
 ALPHA = 0.05
 
 
@@ -87,7 +89,7 @@ def sparsity_claims(check: pd.DataFrame, fvu_max: float, l0_fraction_max: float)
     rows = []
     target = f"held-out FVU and per-dimension FVU <= {fvu_max:g} with mean L0 <= {l0_fraction_max:.0%} of the dictionary"
     for (model, task), g in check.groupby(["model", "task"], sort=False):
-        worst = g.loc[g[["fvu", "fvu_per_dim"]].max(axis=1).idxmax()]
+        worst = g.loc[worse_fvu(g).idxmax()]
         note = (f"AE_n at alpha {worst['alpha']:g}, worst layer {worst['layer']}: FVU {worst['fvu']:.3f}, per-dim "
                 f"{worst['fvu_per_dim']:.3f}, L0 {worst['l0_fraction']:.1%}")
         swept = g[g["sweep_alphas"].astype(object).fillna("").astype(str) != ""]  # "" reads back from CSV as NaN
@@ -96,19 +98,18 @@ def sparsity_claims(check: pd.DataFrame, fvu_max: float, l0_fraction_max: float)
             note += (f"; L1 sweep (alphas {swept['sweep_alphas'].iloc[0]}): target reached on "
                      f"{int((swept['reachable_in_sweep'] == True).sum())} of {len(swept)} layers")  # noqa: E712 (object column)
             if len(sparse):  # the sweep's frontier: per layer, the best of the sparse-enough alphas
-                worse = sparse[["sparse_best_fvu", "sparse_best_fvu_per_dim"]].max(axis=1)
-                lo, hi = (sparse.loc[worse.agg(f)] for f in ("idxmin", "idxmax"))
+                worse = worse_fvu(sparse, "sparse_best_fvu")
+                lo, hi = (worse.agg(f) for f in ("idxmin", "idxmax"))  # row labels
                 note += (f"; at L0 <= {l0_fraction_max:.0%} its best per layer (the worse of FVU and per-dim FVU) runs "
-                         f"from {max(lo['sparse_best_fvu'], lo['sparse_best_fvu_per_dim']):.3f} (layer {lo['layer']}, "
-                         f"alpha {lo['sparse_best_alpha']:g}) to {max(hi['sparse_best_fvu'], hi['sparse_best_fvu_per_dim']):.3f} "
-                         f"(layer {hi['layer']}, alpha {hi['sparse_best_alpha']:g})")
+                         f"from {worse[lo]:.3f} (layer {sparse.at[lo, 'layer']}, alpha {sparse.at[lo, 'sparse_best_alpha']:g}) "
+                         f"to {worse[hi]:.3f} (layer {sparse.at[hi, 'layer']}, alpha {sparse.at[hi, 'sparse_best_alpha']:g})")
             if len(sparse) < len(swept):
                 note += f"; no alpha sparse enough on {len(swept) - len(sparse)} layer(s)"
         else:
             note += "; no L1 sweep in this run"
         linear = g.dropna(subset=["linear_fvu"]) if "linear_fvu" in g else g.iloc[:0]
         if len(linear):  # the best linear code of the target's size, which the tied SAE can hold exactly
-            lin_worse = linear[["linear_fvu", "linear_fvu_per_dim"]].max(axis=1)
+            lin_worse = worse_fvu(linear, "linear_fvu")
             note += (f"; the best linear code at L0 {int(linear['linear_k'].iloc[0])} (top principal subspace, which "
                      f"this SAE can hold exactly) meets it on {int((linear['linear_meets_target'] == True).sum())} of "  # noqa: E712
                      f"{len(linear)} layers (worse of FVU and per-dim FVU {lin_worse.min():.3f}-{lin_worse.max():.3f})")
