@@ -23,8 +23,12 @@ bench_sae.py's docstring). From the repository root, on a finished embedded run:
         --cache results/lfp/smollm2-135m/vader/activations.parquet --layers 21 23 27 28 29 --n-examples 12000
 
 Paper-scale token counts (the paper's 75k distinct examples): a bigger cache of the same tuned
-policy, e.g. in a copy of the finished results folder,
-    .venv/bin/snakemake --cores 2 results/lfp/smollm2-135m/vader/activations.parquet --config 'lfp={n_texts: 4000}'
+policy, built by the workflow in a scratch clone that has run the embedded DAG (only lfp_texts and
+lfp_activations rerun; `--config 'lfp={n_texts: 4000}'` passes 4000 as a string, which the schema
+rejects, so the value goes in an overlay file, which Snakemake merges into the config):
+    printf 'lfp:\n  n_texts: 4000\n' > paper_tokens.yaml
+    .venv/bin/snakemake --cores 2 results/lfp/smollm2-135m/vader/activations.parquet \
+        --configfile config/config.yaml paper_tokens.yaml
 then this script with --n-examples 75000.
 """
 
