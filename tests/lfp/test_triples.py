@@ -85,10 +85,25 @@ def test_sentences_used_once_and_only_whole_words(triples, lexicon):
 
 
 def test_capitalisation_is_kept(lexicon):
-    df = pd.DataFrame({"text_id": [0], "text": ["Wonderful is the word for this whole production."]})
+    df = pd.DataFrame({"text_id": [0, 1], "text": ["So: Wonderful is the word for this whole production.",
+                                                   "The cast was WONDERFUL in every single scene."]})
     out = vader_triples(df, lexicon, n_triples=5, seed=0)
-    assert len(out) == 3 and (out["span_start"] == 0).all()
-    assert all(t[0].isupper() and t[1:e].islower() for t, e in zip(out["text"], out["span_end"]))
+    assert len(out) == 6
+    for t, s, e in zip(out["text"], out["span_start"], out["span_end"]):
+        assert (t[s:e].isupper() and len(t[s:e]) > 1) if "cast" in t else (t[s].isupper() and t[s + 1 : e].islower())
+
+
+def test_the_first_word_is_never_substituted(lexicon):
+    # The first word is the model's first position when no BOS token is prepended (SmolLM2, Pythia):
+    # the attention sink, whose MLP outputs are orders of magnitude larger than elsewhere, so a
+    # substitution there moves the codes ~8x further than anywhere else and its label swamps the rest.
+    df = pd.DataFrame({"text_id": [0, 1], "text": ["Wonderful acting, and the whole film is great fun.",
+                                                   "Horrible, said nobody about the old station clock."]})
+    for seed in range(8):
+        out = vader_triples(df, lexicon, n_triples=5, seed=seed)
+        assert (out["span_start"] > 0).all() and set(out["source_text_id"]) == {0}
+    with pytest.raises(ValueError, match="no sentence"):
+        vader_triples(df.iloc[1:], lexicon, n_triples=3)
 
 
 def test_deterministic_by_seed_and_capped(corpus, lexicon, triples):
